@@ -1,0 +1,105 @@
+"""What a hospital does in a round: load its cached data, train, validate.
+
+Plain functions over plain types; :mod:`client.client_app` turns Flower messages into
+calls to these and their results back into messages. Heavy libraries (torch, MONAI) are
+imported here, inside the functions, so the ClientApp process only pays for them when a
+message actually needs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from common.config import RunSettings, SiteSettings
+from common.errors import IntakeError
+from common.intake import SiteArrays, prepare_site
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RoundResult:
+    """A site's training outcome: weights, and the few numbers it may disclose."""
+
+    state_dict: dict
+    num_examples: int
+    train_loss: float
+    val_dice: float
+    val_examples: int
+    train_seconds: float
+
+
+class Declined(Exception):
+    """The site cannot take part in this round; the message says why (no PHI)."""
+
+
+def load_site(site: SiteSettings, run: RunSettings) -> tuple[SiteArrays, SiteArrays]:
+    """The site's (train, validation) arrays from its state-dir cache.
+
+    The cache is built by ``fedsynth site prepare`` ahead of time; if the data folder
+    changed since, it is rebuilt here.
+
+    Raises:
+        Declined: when the data folder is missing or holds no usable case.
+    """
+    try:
+        arrays, report = prepare_site(site.data_dir, site.state_dir, run.image_size)
+    except IntakeError as exc:
+        raise Declined(f"site data unavailable: {exc}") from None
+    if len(arrays) == 0:
+        c = report.counts()
+        raise Declined(f"no usable cases ({c['rejected']} files rejected, {c['quarantined']} "
+                       f"quarantined; see intake_report.json in the site's state dir)")
+    return arrays.split(site.val_fraction, seed=run.seed)
+
+
+def site_seed(site: SiteSettings) -> int:
+    """A stable per-site seed offset (so sites do not augment in lockstep)."""
+    return int(hashlib.sha256(site.site_name.encode()).hexdigest()[:6], 16)
+
+
+def train_round(site: SiteSettings, run: RunSettings, state_dict: dict,
+                server_round: int, proximal_mu: float = 0.0) -> RoundResult:
+    """Load the global weights, train locally, validate locally.
+
+    Args:
+        site: this hospital's settings.
+        run: the consortium's run settings.
+        state_dict: global model weights (torch tensors).
+        server_round: the round number (seeds the augmentation).
+        proximal_mu: FedProx proximal weight sent by the server (0: plain local SGD).
+
+    Returns:
+        :class:`RoundResult` with the new weights.
+    """
+    from common.networks import create_network
+    from common.training import evaluate, train
+
+    train_data, val_data = load_site(site, run)
+    model = create_network(run.network)
+    model.load_state_dict(state_dict)
+    stats = train(model, train_data, run.train_settings(server_round, site_seed(site), proximal_mu))
+    val_dice = evaluate(model, val_data)["overall"]["dice"] if len(val_data) else float("nan")
+    return RoundResult(state_dict=model.state_dict(), num_examples=stats.examples,
+                       train_loss=stats.loss, val_dice=val_dice, val_examples=len(val_data),
+                       train_seconds=stats.seconds)
+
+
+def evaluate_round(site: SiteSettings, run: RunSettings, state_dict: dict) -> tuple[float, int]:
+    """Dice of the global weights on the site's local validation split.
+
+    Returns:
+        ``(dice, number of validation cases)``.
+    """
+    from common.networks import create_network
+    from common.training import evaluate
+
+    _, val_data = load_site(site, run)
+    if len(val_data) == 0:
+        raise Declined("no local validation cases (fewer than 5 usable cases)")
+    model = create_network(run.network)
+    model.load_state_dict(state_dict)
+    return evaluate(model, val_data)["overall"]["dice"], len(val_data)
+

@@ -1,0 +1,130 @@
+"""Typed settings, read once at the edge from Flower's run_config and node_config.
+
+``RunSettings`` holds the consortium-wide experiment (``[tool.flwr.app.config]`` in
+``pyproject.toml``, overridable with ``flwr run --run-config``); ``SiteSettings`` holds one
+hospital's local facts (each SuperNode's ``--node-config``). Keys are kebab-case there
+and snake_case here.
+
+Example:
+    >>> RunSettings.from_config({"num-server-rounds": 3}).num_server_rounds
+    3
+    >>> SiteSettings.from_config({"data-dir": "/d", "state-dir": "/s"}).site_name
+    'site'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from common.errors import ConfigError
+from common.training import TrainSettings
+
+T = TypeVar("T")
+
+
+def _from_config(cls: type[T], config: Mapping[str, Any], what: str) -> T:
+    kwargs = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key = f.name.replace("_", "-")
+        if key not in config:
+            continue
+        value = config[key]
+        kind = {"int": int, "float": float, "str": str, "bool": bool}[str(f.type)]
+        try:
+            if kind is bool and isinstance(value, str):
+                value = {"true": True, "false": False}[value.lower()]
+            kwargs[f.name] = kind(value)
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"{what} key {key!r} must be {kind.__name__}, got {value!r}") from None
+    return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Consortium-wide settings of one federated run (see pyproject.toml for meanings)."""
+
+    num_server_rounds: int = 5
+    strategy: str = "fedavg"
+    proximal_mu: float = 0.01
+    server_learning_rate: float = 0.05
+    min_sites: int = 2
+    round_timeout: float = 600.0
+    fraction_evaluate: float = 0.0
+    local_epochs: int = 2
+    batch_size: int = 8
+    learning_rate: float = 0.002
+    image_size: int = 128
+    network: str = "unet"
+    seed: int = 0
+    eval_dir: str = ""
+    out_dir: str = "runs/latest"
+
+    def __post_init__(self) -> None:
+        if self.num_server_rounds < 1:
+            raise ConfigError(f"num-server-rounds must be >= 1, got {self.num_server_rounds}")
+        if self.min_sites < 1:
+            raise ConfigError(f"min-sites must be >= 1, got {self.min_sites}")
+        if self.round_timeout <= 0:
+            raise ConfigError(f"round-timeout must be > 0 seconds, got {self.round_timeout}")
+        if not 0.0 <= self.fraction_evaluate <= 1.0:
+            raise ConfigError(f"fraction-evaluate must be in [0, 1], got {self.fraction_evaluate}")
+        if self.image_size < 32 or self.image_size % 16:
+            raise ConfigError(f"image-size must be a multiple of 16 and >= 32, got {self.image_size}")
+
+    @classmethod
+    def from_config(cls, run_config: Mapping[str, Any]) -> RunSettings:
+        """Read a Flower ``run_config`` (missing keys take the defaults)."""
+        return _from_config(cls, run_config, "run_config")
+
+    def train_settings(self, server_round: int = 0, site_seed: int = 0,
+                       proximal_mu: float = 0.0) -> TrainSettings:
+        """Local training settings for one round (seeded by round and site).
+
+        Args:
+            server_round: the round number.
+            site_seed: a per-site offset.
+            proximal_mu: FedProx weight, as sent by the server in the round's config.
+        """
+        return TrainSettings(
+            epochs=self.local_epochs, batch_size=self.batch_size,
+            learning_rate=self.learning_rate, proximal_mu=proximal_mu,
+            seed=self.seed * 100_003 + server_round * 1009 + site_seed,
+        )
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    """One hospital's local facts, from its SuperNode's ``--node-config``.
+
+    Args:
+        data_dir: the site's raw data folder (DICOM or image folders). Read only.
+        state_dir: the site's private working folder (cache, secret, quarantine, reports).
+        site_name: a display name for reports (never a patient identifier).
+        val_fraction: share of local cases kept for local validation.
+    """
+
+    data_dir: str = ""
+    state_dir: str = ""
+    site_name: str = "site"
+    val_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not self.data_dir:
+            raise ConfigError("node_config needs data-dir: start the SuperNode with "
+                              "--node-config 'data-dir=\"/path/to/images\" state-dir=\"/path\"'")
+        if not self.state_dir:
+            raise ConfigError("node_config needs state-dir (a private, writable folder)")
+
+    @classmethod
+    def from_config(cls, node_config: Mapping[str, Any]) -> SiteSettings:
+        """Read a Flower ``node_config``."""
+        return _from_config(cls, node_config, "node_config")
+
+    @property
+    def state_path(self) -> Path:
+        """``state_dir`` as a Path."""
+        return Path(self.state_dir)

@@ -1,0 +1,460 @@
+"""Site intake: raw folder -> de-identified, preprocessed, cached arrays, and a report.
+
+Every file under the data directory ends in exactly one of three fates, recorded in
+``intake_report.json`` in the state directory:
+
+* ``processed``: used (an image, or the mask paired with it);
+* ``quarantined``: copied to ``STATE/quarantine/`` for a person to review (e.g. burned-in
+  text that cannot be cleaned with confidence); never used;
+* ``rejected``: not usable, with the reason (not DICOM, truncated, no mask, wrong size...).
+
+Two layouts are understood, and may be mixed:
+
+* **DICOM**: image files plus DICOM SEG files that reference them by SOPInstanceUID, in
+  any folder structure. Each file is de-identified (:func:`common.deid.deidentify`)
+  immediately after it is read, before anything else looks at it.
+* **Image folders**: ``images/NAME.ext`` with ``masks/NAME.ext`` (the first annotator),
+  optionally ``masks2/NAME.ext`` (a second annotator) and ``fov/NAME.ext`` (field of
+  view); ``ext`` is png, jpg, jpeg, tif, tiff, gif or bmp, and a mask may also be named
+  ``NAME_mask.ext``. An optional ``dataset.json`` gives ``{"manufacturer": ..., "model":
+  ...}`` for the vendor columns.
+
+The cache (``STATE/cache/site-<size>.npz``) is rebuilt when the folder's file list,
+sizes or modification times change, or when the training resolution changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from common import imaging
+from common.deid import SiteSecret, deidentify
+from common.errors import IntakeError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp"}
+FOLDER_ROLES = {"images": "image", "masks": "mask", "masks2": "mask2", "fov": "fov"}
+CACHE_VERSION = "3"
+PROCESSED, QUARANTINED, REJECTED = "processed", "quarantined", "rejected"
+
+#: Known burned-in text regions per device (fraction of rows from the top), in the spirit of
+#: per-model pixel anonymiser scripts. Images flagged BurnedInAnnotation=YES from any other
+#: device are quarantined until OCR-based cleaning exists.
+BURNED_IN_REGIONS: dict[tuple[str, str], float] = {
+    ("Helios Medical", "Helix DX-9"): 0.08,
+}
+
+
+@dataclass
+class FileFate:
+    """What happened to one input file (``path`` is relative to the data directory)."""
+
+    path: str
+    fate: str
+    reason: str = ""
+
+
+@dataclass
+class IntakeReport:
+    """The outcome of preparing one site's folder."""
+
+    data_dir: str
+    files: list[FileFate] = field(default_factory=list)
+    cases: int = 0
+    vendors: dict[str, int] = field(default_factory=dict)
+    image_sizes: dict[str, int] = field(default_factory=dict)
+    foreground_fraction: float = 0.0
+    objects_per_case: float = 0.0
+    empty_masks: int = 0
+    second_annotator: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """Number of files per fate, plus the total (they add up by construction)."""
+        c = Counter(f.fate for f in self.files)
+        return {PROCESSED: c[PROCESSED], QUARANTINED: c[QUARANTINED], REJECTED: c[REJECTED],
+                "total": len(self.files)}
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict (stays at the site: it names local files)."""
+        return {**asdict(self), "counts": self.counts()}
+
+
+@dataclass
+class SiteArrays:
+    """A site's preprocessed cases, ready for training. Indexes line up across fields.
+
+    ``images`` is float16 ``(N, S, S)`` in ``[0, 1]``; ``masks`` uint8 ``(N, S, S)``;
+    ``masks2`` holds a second annotator's masks where ``has_mask2`` is true; ``fov`` is
+    the field of view (all ones when none was given); ``vendors`` and ``cases`` are string
+    arrays (cases are pseudonyms, never original identifiers).
+    """
+
+    images: np.ndarray
+    masks: np.ndarray
+    vendors: np.ndarray
+    cases: np.ndarray
+    masks2: np.ndarray
+    has_mask2: np.ndarray
+    fov: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index: np.ndarray) -> SiteArrays:
+        """The cases at ``index`` (an integer or boolean array)."""
+        return SiteArrays(**{k: getattr(self, k)[index] for k in self.__dataclass_fields__})
+
+    def split(self, val_fraction: float, seed: int = 0) -> tuple[SiteArrays, SiteArrays]:
+        """Deterministic train/validation split by case pseudonym.
+
+        Args:
+            val_fraction: share of cases held out for local validation (0 gives none).
+            seed: changes the split.
+
+        Returns:
+            ``(train, val)``; ``val`` is empty when there are fewer than 5 cases.
+        """
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        order = np.argsort([hashlib.sha256(f"{seed}:{c}".encode()).hexdigest() for c in self.cases])
+        n_val = int(round(len(self) * val_fraction)) if len(self) >= 5 else 0
+        if val_fraction > 0 and len(self) >= 5:
+            n_val = max(1, n_val)
+        return self.subset(np.sort(order[n_val:])), self.subset(np.sort(order[:n_val]))
+
+    @staticmethod
+    def concat(parts: list[SiteArrays]) -> SiteArrays:
+        """Pool several sites' arrays (for centralised baselines)."""
+        fields = SiteArrays.__dataclass_fields__
+        return SiteArrays(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in fields})
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+def _fingerprint(data_dir: Path, files: list[Path], image_size: int) -> str:
+    h = hashlib.sha256(f"{CACHE_VERSION}:{image_size}".encode())
+    for f in files:
+        try:
+            st = f.stat()
+            h.update(f"{f.relative_to(data_dir)}:{st.st_size}:{st.st_mtime_ns}".encode())
+        except OSError:
+            h.update(f"{f.relative_to(data_dir)}:unreadable".encode())
+    return h.hexdigest()
+
+
+def _list_files(data_dir: Path) -> list[Path]:
+    return sorted(p for p in data_dir.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def _folder_role(rel: Path) -> str | None:
+    if rel.suffix.lower() not in IMAGE_EXTS or len(rel.parts) < 2:
+        return None
+    return FOLDER_ROLES.get(rel.parts[-2].lower())
+
+
+def _read_dicom(path: Path, secret: SiteSecret):
+    """Read and de-identify one DICOM file. Raises IntakeError with a reason."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path)
+    except InvalidDicomError:
+        raise IntakeError("not a DICOM file or supported image") from None
+    except PermissionError:
+        raise IntakeError("unreadable: permission denied") from None
+    except Exception as exc:  # truncated, corrupt
+        raise IntakeError(f"unreadable DICOM ({type(exc).__name__})") from None
+    if path.name.upper() == "DICOMDIR" or "DirectoryRecordSequence" in ds:
+        raise IntakeError("DICOMDIR index file, not an image")
+    deidentify(ds, secret)
+    return ds
+
+
+def _dicom_pixels(ds) -> np.ndarray:
+    if "PixelData" not in ds:
+        raise IntakeError("no pixel data")
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        ts = ds.file_meta.get("TransferSyntaxUID", "unknown") if hasattr(ds, "file_meta") else "?"
+        raise IntakeError(f"pixel data cannot be decoded (transfer syntax {ts}: "
+                          f"{type(exc).__name__})") from None
+    return arr
+
+
+def _image_from_dicom(ds) -> np.ndarray:
+    arr = _dicom_pixels(ds)
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1 or arr.ndim != 2:
+        raise IntakeError(f"not a single-frame greyscale image (pixel array shape {arr.shape})")
+    if str(ds.get("BurnedInAnnotation", "NO")).upper() == "YES":
+        key = (str(ds.get("Manufacturer", "")), str(ds.get("ManufacturerModelName", "")))
+        band = BURNED_IN_REGIONS.get(key)
+        if band is None:
+            raise IntakeError("burned-in annotation on a device with no known text region",
+                              quarantine=True)
+        arr = arr.copy()
+        rows = int(np.ceil(arr.shape[0] * band))
+        background = arr[rows:].min() if str(ds.PhotometricInterpretation) == "MONOCHROME2" \
+            else arr[rows:].max()
+        arr[:rows] = background
+    return imaging.dicom_to_unit(ds, arr)
+
+
+def _mask_from_seg(ds) -> np.ndarray:
+    arr = _dicom_pixels(ds)
+    if arr.ndim == 3:
+        arr = arr.max(axis=0)  # all segments / frames -> one foreground label
+    return (arr > 0).astype(np.uint8)
+
+
+def _seg_reference(ds) -> str:
+    for series in ds.get("ReferencedSeriesSequence", []):
+        for inst in series.get("ReferencedInstanceSequence", []):
+            return str(inst.ReferencedSOPInstanceUID)
+    raise IntakeError("SEG references no source image")
+
+
+def _read_plain(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("P", "1", "LA", "PA", "I;16", "I"):
+                img = img.convert("L") if img.mode in ("P", "1", "LA", "PA") else img
+            return np.asarray(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise IntakeError(f"unreadable image ({type(exc).__name__})") from None
+
+
+@dataclass
+class _Case:
+    image: np.ndarray
+    vendor: str
+    case: str
+    mask: np.ndarray | None = None
+    mask2: np.ndarray | None = None
+    fov: np.ndarray | None = None
+    sources: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- prepare
+
+
+def prepare_site(data_dir: Path, state_dir: Path, image_size: int = 128,
+                 secret: SiteSecret | None = None, force: bool = False,
+                 progress=None) -> tuple[SiteArrays, IntakeReport]:
+    """De-identify, check, preprocess and cache a site's data directory.
+
+    Args:
+        data_dir: the site's raw data (read only; never modified).
+        state_dir: the site's private working folder (cache, secret, quarantine, report).
+        image_size: training resolution (square).
+        secret: pseudonymisation key; defaults to ``STATE/site.secret`` (created if absent).
+        force: rebuild the cache even if the folder did not change.
+        progress: optional ``progress(total=..., advance=...)`` callable.
+
+    Returns:
+        ``(arrays, report)``. ``arrays`` may be empty; the report says why.
+
+    Raises:
+        IntakeError: if ``data_dir`` does not exist or is not a readable folder.
+    """
+    data_dir, state_dir = Path(data_dir), Path(state_dir)
+    if not data_dir.is_dir():
+        raise IntakeError(f"data dir {data_dir} does not exist or is not a folder; "
+                          "set the SuperNode's node_config data-dir to the site's images")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    cache_npz = state_dir / "cache" / f"site-{image_size}.npz"
+    cache_meta = cache_npz.with_suffix(".json")
+    try:
+        files = _list_files(data_dir)
+    except PermissionError:
+        raise IntakeError(f"data dir {data_dir} cannot be listed: permission denied") from None
+    fingerprint = _fingerprint(data_dir, files, image_size)
+    if not force and cache_npz.exists() and cache_meta.exists():
+        meta = json.loads(cache_meta.read_text())
+        if meta.get("fingerprint") == fingerprint:
+            report = IntakeReport(**{k: v for k, v in meta["report"].items() if k != "counts"})
+            report.files = [FileFate(**f) for f in meta["report"]["files"]]
+            return load_cached(cache_npz), report
+
+    secret = secret or SiteSecret.load_or_create(state_dir / "site.secret")
+    report = IntakeReport(data_dir=str(data_dir))
+    fates: dict[str, FileFate] = {}
+    cases: dict[str, _Case] = {}
+    segs: list[tuple[str, object]] = []
+    plain: dict[str, dict[str, Path]] = {}
+    vendor_info = _plain_vendor(data_dir)
+    if progress:
+        progress(total=len(files))
+
+    def fate(rel: str, what: str, reason: str = "") -> None:
+        fates[rel] = FileFate(rel, what, reason)
+
+    for path in files:
+        rel = str(path.relative_to(data_dir))
+        if progress:
+            progress(advance=1)
+        role = _folder_role(Path(rel))
+        if role is not None:
+            stem = path.stem[:-5] if role != "image" and path.stem.endswith("_mask") else path.stem
+            plain.setdefault(stem, {})[role] = path
+            continue
+        if path.name == "dataset.json" and path.parent == data_dir:
+            fate(rel, PROCESSED, "dataset description")
+            continue
+        if path.suffix.lower() in IMAGE_EXTS:
+            fate(rel, REJECTED, "image outside an images/, masks/, masks2/ or fov/ folder")
+            continue
+        if path.is_symlink() and not path.exists():
+            fate(rel, REJECTED, "broken symbolic link")
+            continue
+        if path.stat().st_size == 0:
+            fate(rel, REJECTED, "empty file (0 bytes)")
+            continue
+        try:
+            ds = _read_dicom(path, secret)
+            if str(ds.get("Modality", "")) == "SEG":
+                segs.append((rel, ds))
+                continue
+            image = _image_from_dicom(ds)
+            uid = str(ds.SOPInstanceUID)
+            vendor = f"{ds.get('Manufacturer', 'unknown')} {ds.get('ManufacturerModelName', '')}"
+            cases[uid] = _Case(image=image, vendor=vendor.strip(), case=str(ds.get("PatientID", uid)),
+                               sources=[rel])
+        except IntakeError as exc:
+            if exc.quarantine:
+                _quarantine(path, state_dir, len(fates))
+            fate(rel, QUARANTINED if exc.quarantine else REJECTED, str(exc))
+
+    for rel, ds in segs:
+        try:
+            ref = _seg_reference(ds)
+            if ref not in cases:
+                raise IntakeError("mask whose source image is missing or was not usable")
+            mask = _mask_from_seg(ds)
+            if mask.shape != cases[ref].image.shape:
+                raise IntakeError(f"mask size {mask.shape} differs from its image "
+                                  f"{cases[ref].image.shape}")
+            cases[ref].mask = mask
+            cases[ref].sources.append(rel)
+        except IntakeError as exc:
+            fate(rel, REJECTED, str(exc))
+
+    for stem, parts in plain.items():
+        _plain_case(data_dir, stem, parts, vendor_info, cases, fate)
+
+    good = []
+    for key, case in cases.items():
+        if case.mask is None:
+            for rel in case.sources:
+                fate(rel, REJECTED, "image without a mask")
+            continue
+        for rel in case.sources:
+            fate(rel, PROCESSED)
+        good.append(case)
+
+    report.files = [fates[k] for k in sorted(fates)]
+    arrays = _to_arrays(good, image_size)
+    _summarise(report, good, arrays)
+    cache_npz.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache_npz, **{k: getattr(arrays, k) for k in SiteArrays.__dataclass_fields__})
+    cache_meta.write_text(json.dumps({"fingerprint": fingerprint, "image_size": image_size,
+                                      "report": report.to_json()}))
+    (state_dir / "intake_report.json").write_text(json.dumps(report.to_json(), indent=2))
+    logger.info("prepared site: %d cases, %s", report.cases, report.counts())
+    return arrays, report
+
+
+def _plain_vendor(data_dir: Path) -> str:
+    desc = data_dir / "dataset.json"
+    if desc.exists():
+        try:
+            info = json.loads(desc.read_text())
+            return f"{info.get('manufacturer', 'unknown')} {info.get('model', '')}".strip()
+        except (json.JSONDecodeError, AttributeError):
+            pass
+    return "unknown"
+
+
+def _plain_case(data_dir, stem, parts, vendor, cases, fate) -> None:
+    rels = {role: str(p.relative_to(data_dir)) for role, p in parts.items()}
+    if "image" not in parts:
+        for rel in rels.values():
+            fate(rel, REJECTED, "mask without an image of the same name in images/")
+        return
+    try:
+        image = imaging.to_grey(_read_plain(parts["image"]))
+    except IntakeError as exc:
+        for rel in rels.values():
+            fate(rel, REJECTED, str(exc) if rel == rels["image"] else "its image is unreadable")
+        return
+    case = _Case(image=image, vendor=vendor, case=f"IMG-{stem}", sources=[rels["image"]])
+    for role in ("mask", "mask2", "fov"):
+        if role not in parts:
+            continue
+        try:
+            arr = imaging.to_grey(_read_plain(parts[role]))
+            if arr.shape != image.shape:
+                raise IntakeError(f"{role} size {arr.shape} differs from its image {image.shape}")
+            setattr(case, role, (arr > 127).astype(np.uint8))
+            case.sources.append(rels[role])
+        except IntakeError as exc:
+            fate(rels[role], REJECTED, str(exc))
+    cases[f"plain:{stem}"] = case
+
+
+def _quarantine(path: Path, state_dir: Path, n: int) -> None:
+    qdir = state_dir / "quarantine"
+    qdir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, qdir / f"{n:06d}{path.suffix}")
+
+
+def _to_arrays(cases: list[_Case], size: int) -> SiteArrays:
+    n = len(cases)
+    images = np.zeros((n, size, size), np.float16)
+    masks = np.zeros((n, size, size), np.uint8)
+    masks2 = np.zeros((n, size, size), np.uint8)
+    fov = np.ones((n, size, size), np.uint8)
+    has2 = np.zeros(n, bool)
+    for i, c in enumerate(cases):
+        images[i] = imaging.normalise(imaging.resize_image(c.image, size))
+        masks[i] = imaging.resize_mask(c.mask, size)
+        if c.mask2 is not None:
+            masks2[i], has2[i] = imaging.resize_mask(c.mask2, size), True
+        if c.fov is not None:
+            fov[i] = imaging.resize_mask(c.fov, size)
+    return SiteArrays(images=images, masks=masks, vendors=np.array([c.vendor for c in cases], dtype=str),
+                      cases=np.array([c.case for c in cases], dtype=str), masks2=masks2,
+                      has_mask2=has2, fov=fov)
+
+
+def _summarise(report: IntakeReport, cases: list[_Case], arrays: SiteArrays) -> None:
+    from scipy import ndimage
+
+    report.cases = len(cases)
+    report.vendors = dict(Counter(c.vendor for c in cases))
+    report.image_sizes = dict(Counter(f"{c.image.shape[1]}x{c.image.shape[0]}" for c in cases))
+    if cases:
+        report.foreground_fraction = float(np.mean([c.mask.mean() for c in cases]))
+        report.objects_per_case = float(np.mean([ndimage.label(c.mask)[1] for c in cases]))
+        report.empty_masks = int(sum(not c.mask.any() for c in cases))
+        report.second_annotator = int(arrays.has_mask2.sum())
+
+
+def load_cached(path: Path) -> SiteArrays:
+    """Load a cache written by :func:`prepare_site` (fast: one ``np.load``)."""
+    with np.load(path) as z:
+        return SiteArrays(**{k: z[k] for k in SiteArrays.__dataclass_fields__})

@@ -1,0 +1,201 @@
+"""The run's HTML report: per-vendor Dice over rounds, baselines, and what each site did.
+
+Inputs are the files a run directory holds:
+
+* ``metrics.jsonl``: one JSON object per round (held-out metrics per vendor, site records);
+* ``baselines.json`` (optional): local-only and centralised results on the same held-out set;
+* ``run.json``: the run's settings.
+
+Plots are drawn with matplotlib and embedded in the page, so ``report.html`` is one
+self-contained file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+METRICS_FILE, BASELINES_FILE, RUN_FILE, REPORT_FILE = (
+    "metrics.jsonl", "baselines.json", "run.json", "report.html")
+
+
+def read_rounds(run_dir: Path) -> list[dict]:
+    """The per-round records of ``metrics.jsonl`` (empty if the file does not exist)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _vendors(rounds: list[dict], baselines: dict) -> list[str]:
+    seen: list[str] = []
+    for r in rounds:
+        for v in r.get("heldout", {}):
+            if v != "overall" and v not in seen:
+                seen.append(v)
+    for row in _baseline_rows(baselines):
+        for v in row[1]:
+            if v != "overall" and v not in seen:
+                seen.append(v)
+    return sorted(seen)
+
+
+def _baseline_rows(baselines: dict) -> list[tuple[str, dict]]:
+    rows = []
+    if "centralised" in baselines:
+        rows.append(("Centralised (all sites pooled)", baselines["centralised"]))
+    for site, summary in sorted(baselines.get("local-only", {}).items()):
+        rows.append((f"Local-only: {site}", summary))
+    return rows
+
+
+def results_rows(rounds: list[dict], baselines: dict) -> list[tuple[str, dict]]:
+    """The results table's rows: federated (last and best round), then the baselines."""
+    rows = []
+    scored = [r for r in rounds if r.get("heldout")]
+    if scored:
+        last = scored[-1]
+        best = max(scored, key=lambda r: r["heldout"]["overall"]["dice"])
+        rows.append((f"Federated, last round ({last['round']})", last["heldout"]))
+        rows.append((f"Federated, best round ({best['round']})", best["heldout"]))
+    return rows + _baseline_rows(baselines)
+
+
+def _plot_rounds(rounds: list[dict], vendors: list[str], baselines: dict) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scored = [r for r in rounds if r.get("heldout")]
+    if not scored:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    xs = [r["round"] for r in scored]
+    for v in ["overall"] + vendors:
+        ys = [r["heldout"].get(v, {}).get("dice", float("nan")) for r in scored]
+        ax.plot(xs, ys, marker="o", lw=2.5 if v == "overall" else 1.5,
+                color="black" if v == "overall" else None, label=v)
+    if "centralised" in baselines:
+        ax.axhline(baselines["centralised"]["overall"]["dice"], ls="--", color="grey",
+                   label="centralised (overall)")
+    ax.set_xlabel("round")
+    ax.set_ylabel("held-out Dice")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Global model on the held-out set, per vendor")
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _plot_comparison(rows: list[tuple[str, dict]], vendors: list[str]) -> str | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [r for r in rows if "last round" not in r[0]]
+    if len(rows) < 2:
+        return None
+    groups = vendors + ["overall"]
+    fig, ax = plt.subplots(figsize=(max(7.5, 1.6 * len(groups)), 4.2))
+    width = 0.8 / len(rows)
+    for i, (name, summary) in enumerate(rows):
+        ys = [summary.get(g, {}).get("dice", 0.0) for g in groups]
+        ax.bar(np.arange(len(groups)) + i * width, ys, width, label=name)
+    ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, groups, fontsize=8)
+    ax.set_ylabel("held-out Dice")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.set_title("Federated vs. each site alone vs. centralised")
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _fmt(x) -> str:
+    return "–" if x is None or x != x else f"{x:.3f}"
+
+
+def render(run_dir: Path) -> Path:
+    """Write ``report.html`` in ``run_dir`` from the files there; return its path."""
+    run_dir = Path(run_dir)
+    rounds = read_rounds(run_dir)
+    baselines = _load(run_dir / BASELINES_FILE)
+    run = _load(run_dir / RUN_FILE)
+    vendors = _vendors(rounds, baselines)
+    site_vendors = set(baselines.get("site-vendors", []))
+    rows = results_rows(rounds, baselines)
+    esc = html.escape
+
+    head = "".join(
+        f"<th>Dice {esc(v)}{' <em>(no site has it)</em>' if site_vendors and v not in site_vendors else ''}</th>"
+        for v in vendors)
+    table = ["<table><tr><th>model</th>" + head +
+             "<th>Dice overall</th><th>IoU overall</th><th>HD95 overall (px)</th></tr>"]
+    for name, s in rows:
+        cells = "".join(f"<td>{_fmt(s.get(v, {}).get('dice'))}</td>" for v in vendors)
+        o = s.get("overall", {})
+        table.append(f"<tr><td>{esc(name)}</td>{cells}<td><b>{_fmt(o.get('dice'))}</b></td>"
+                     f"<td>{_fmt(o.get('iou'))}</td><td>{_fmt(o.get('hd95'))}</td></tr>")
+    table.append("</table>")
+
+    site_rows = []
+    for r in rounds:
+        s = r.get("sites", {})
+        for t in s.get("trained", []):
+            site_rows.append(
+                f"<tr><td>{r['round']}</td><td>{esc(str(t['site']))}</td><td>trained</td>"
+                f"<td>{int(t.get('num-examples', 0))}</td><td>{_fmt(t.get('train-loss'))}</td>"
+                f"<td>{_fmt(t.get('val-dice'))}</td><td>{_fmt(t.get('train-seconds'))}</td></tr>")
+        for d in s.get("declined", []):
+            site_rows.append(f"<tr class=warn><td>{r['round']}</td><td>{esc(str(d['site']))}</td>"
+                             f"<td colspan=5>declined: {esc(d['reason'])}</td></tr>")
+        for f in s.get("failed", []):
+            site_rows.append(f"<tr class=warn><td>{r['round']}</td><td>node {f['node']}</td>"
+                             f"<td colspan=5>failed: {esc(str(f['error']))}</td></tr>")
+        if s.get("missing"):
+            site_rows.append(f"<tr class=warn><td>{r['round']}</td><td>{s['missing']} site(s)</td>"
+                             f"<td colspan=5>no reply within the round timeout</td></tr>")
+
+    plots = [p for p in (_plot_rounds(rounds, vendors, baselines),
+                         _plot_comparison(rows, vendors)) if p]
+    notes = []
+    if baselines:
+        notes.append(f"Baselines trained for {baselines.get('epochs', '?')} epochs, the same "
+                     "number of passes over local data as the federated run "
+                     "(rounds × local epochs), and evaluated on the same held-out set.")
+    if site_vendors:
+        notes.append("Site vendors: " + ", ".join(sorted(site_vendors)) + ".")
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>FedSynth run report</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}tr.warn td{{background:#fff3cd}}
+pre{{background:#f6f6f6;padding:8px;font-size:12px}}</style></head><body>
+<h1>FedSynth run report</h1>
+<p>{len(rounds)} round(s) recorded. Held-out set evaluated at the server, per vendor. HD95 in
+pixels at the training resolution.</p>
+<h2>Results</h2>{''.join(table)}<p>{esc(' '.join(notes))}</p>
+{''.join(f'<img src="data:image/png;base64,{p}">' for p in plots)}
+<h2>Sites per round</h2><table><tr><th>round</th><th>site</th><th>status</th><th>examples</th>
+<th>train loss</th><th>local val Dice</th><th>train s</th></tr>{''.join(site_rows)}</table>
+<h2>Settings</h2><pre>{esc(json.dumps(run, indent=2))}</pre></body></html>"""
+    out = run_dir / REPORT_FILE
+    out.write_text(page)
+    return out
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}

@@ -1,0 +1,144 @@
+"""Local training and inference for the segmentation network (plain PyTorch loop).
+
+One function trains for a number of epochs on a site's arrays (optionally with the
+FedProx proximal term towards the global weights); one predicts masks; one evaluates
+against references per vendor. Used identically by the ClientApp, the server's
+held-out evaluation and the local-only and centralised baselines.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from common.intake import SiteArrays
+from common.metrics import case_metrics, summarise
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a site trains in one round (from the run_config, read once at the edge).
+
+    Args:
+        epochs: local epochs per round.
+        batch_size: samples per step.
+        learning_rate: Adam learning rate.
+        proximal_mu: FedProx proximal weight (0 disables).
+        seed: base random seed.
+    """
+
+    epochs: int = 2
+    batch_size: int = 8
+    learning_rate: float = 2e-3
+    proximal_mu: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"local-epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch-size must be >= 1, got {self.batch_size}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning-rate must be > 0, got {self.learning_rate}")
+        if self.proximal_mu < 0:
+            raise ValueError(f"proximal-mu must be >= 0, got {self.proximal_mu}")
+
+
+@dataclass
+class TrainStats:
+    """What a training call did: mean loss of the last epoch, steps and wall seconds."""
+
+    loss: float
+    steps: int
+    seconds: float
+    examples: int
+
+
+class _AugmentedDataset:
+    def __init__(self, data: SiteArrays, transforms) -> None:
+        self.data, self.transforms = data, transforms
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict:
+        sample = {"image": self.data.images[i][None].astype(np.float32),
+                  "label": self.data.masks[i][None].astype(np.float32)}
+        return self.transforms(sample) if self.transforms is not None else sample
+
+
+def train(model, data: SiteArrays, settings: TrainSettings, augment: bool = True) -> TrainStats:
+    """Train ``model`` in place on ``data``.
+
+    Args:
+        model: the segmentation network (2 output classes).
+        data: training cases.
+        settings: epochs, batch size, learning rate, FedProx mu, seed.
+        augment: apply :func:`common.transforms.train_transforms`.
+
+    Returns:
+        :class:`TrainStats` of the call.
+    """
+    import torch
+    from monai.losses import DiceCELoss
+    from torch.utils.data import DataLoader
+
+    from common.transforms import train_transforms
+
+    if len(data) == 0:
+        raise ValueError("cannot train on 0 cases")
+    torch.manual_seed(settings.seed)
+    transforms = train_transforms(settings.seed) if augment else None
+    loader = DataLoader(_AugmentedDataset(data, transforms), batch_size=settings.batch_size,
+                        shuffle=True, drop_last=len(data) > settings.batch_size,
+                        generator=torch.Generator().manual_seed(settings.seed))
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    anchor = ([p.detach().clone() for p in model.parameters()]
+              if settings.proximal_mu > 0 else None)
+    model.train()
+    start, steps, epoch_loss = time.perf_counter(), 0, 0.0
+    for _ in range(settings.epochs):
+        total, count = 0.0, 0
+        for batch in loader:
+            optimiser.zero_grad()
+            loss = loss_fn(model(torch.as_tensor(batch["image"])), torch.as_tensor(batch["label"]))
+            if anchor is not None:
+                prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor))
+                loss = loss + 0.5 * settings.proximal_mu * prox
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(batch["image"])
+            count += len(batch["image"])
+            steps += 1
+        epoch_loss = total / max(count, 1)
+    return TrainStats(loss=epoch_loss, steps=steps, seconds=time.perf_counter() - start,
+                      examples=len(data))
+
+
+def predict(model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """Binary masks for ``images`` (``(N, S, S)`` in ``[0, 1]``) as uint8 ``(N, S, S)``."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch_size):
+            x = torch.as_tensor(images[i : i + batch_size, None].astype(np.float32))
+            out.append(model(x).argmax(dim=1).to(torch.uint8).numpy())
+    return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:], np.uint8)
+
+
+def evaluate(model, data: SiteArrays) -> dict[str, dict[str, float]]:
+    """Dice, IoU and HD95 of ``model`` on ``data``, overall and per vendor.
+
+    Predictions outside the field of view (``data.fov``) are ignored.
+
+    Returns:
+        :func:`common.metrics.summarise` output.
+    """
+    preds = predict(model, data.images) * data.fov
+    per_case = [case_metrics(p, m) for p, m in zip(preds, data.masks)]
+    return summarise(per_case, list(data.vendors))

@@ -1,0 +1,45 @@
+"""The coordinator's held-out evaluation: every round, Dice/IoU/HD95 overall and per vendor.
+
+The held-out folder goes through the same intake as a site's data (de-identified with
+the coordinator's own secret, preprocessed identically, cached), so server-side and
+site-side numbers are comparable.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from common.intake import SiteArrays, prepare_site
+
+logger = logging.getLogger(__name__)
+
+
+class HeldOutEvaluator:
+    """Evaluates global weights on the held-out set kept at the server.
+
+    Args:
+        eval_dir: the held-out data folder (same layouts as a site's data dir).
+        state_dir: where its de-identified cache lives.
+        image_size: the training resolution.
+        network: the network name (to rebuild the model around the weights).
+    """
+
+    def __init__(self, eval_dir: str | Path, state_dir: str | Path, image_size: int,
+                 network: str) -> None:
+        self.data: SiteArrays
+        self.data, report = prepare_site(Path(eval_dir), Path(state_dir), image_size)
+        if len(self.data) == 0:
+            raise ValueError(f"held-out set at {eval_dir} has no usable case: "
+                             f"{report.counts()}; see {state_dir}/intake_report.json")
+        self.network = network
+        logger.info("held-out set: %d cases, vendors %s", len(self.data), report.vendors)
+
+    def __call__(self, state_dict: dict) -> dict[str, dict[str, float]]:
+        """Metrics of ``state_dict`` on the held-out set (see :func:`common.training.evaluate`)."""
+        from common.networks import create_network
+        from common.training import evaluate
+
+        model = create_network(self.network)
+        model.load_state_dict(state_dict)
+        return evaluate(model, self.data)

@@ -1,0 +1,141 @@
+"""Aggregation strategies by name, each wrapped to record what every site did.
+
+Flower's Message API strategies do the aggregation. :class:`SiteLedgerMixin` adds what
+a coordinator needs around them: it waits for the minimum number of sites for at most
+``round-timeout`` seconds (Flower's own wait has no limit), and it takes declined and
+failed replies out before aggregation while keeping a per-round record of who trained,
+who declined and why, and who did not answer in time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, Strategy
+
+from common import keys
+from common.config import RunSettings
+from common.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+class NotEnoughSites(RuntimeError):
+    """Fewer than ``min-sites`` SuperNodes connected within the round timeout."""
+
+
+@dataclass
+class RoundRecord:
+    """What happened to each site in one round."""
+
+    trained: list[dict] = field(default_factory=list)   # site name + metrics
+    declined: list[dict] = field(default_factory=list)  # site name + reason
+    failed: list[dict] = field(default_factory=list)    # node id + error
+    asked: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict."""
+        return {"asked": self.asked, "trained": self.trained, "declined": self.declined,
+                "failed": self.failed, "missing": self.asked - len(self.trained)
+                - len(self.declined) - len(self.failed), "seconds": self.seconds}
+
+
+class SiteLedgerMixin:
+    """Bounded waiting for sites and a per-round record of every reply (see module doc)."""
+
+    node_wait_timeout: float = 600.0
+    rounds: dict[int, RoundRecord]
+
+    def _wait_for_sites(self, grid: Grid, needed: int) -> None:
+        deadline = time.monotonic() + self.node_wait_timeout
+        while (n := len(list(grid.get_node_ids()))) < needed:
+            if time.monotonic() > deadline:
+                raise NotEnoughSites(
+                    f"only {n} site(s) connected after {self.node_wait_timeout:.0f} s, need "
+                    f"min-sites={needed}; start more SuperNodes or lower min-sites")
+            time.sleep(0.2)
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        self._wait_for_sites(grid, self.min_available_nodes)  # type: ignore[attr-defined]
+        messages = list(super().configure_train(server_round, arrays, config, grid))  # type: ignore[misc]
+        self.rounds.setdefault(server_round, RoundRecord()).asked = len(messages)
+        self._round_start = time.monotonic()
+        return messages
+
+    def configure_evaluate(self, server_round, arrays, config, grid):
+        if getattr(self, "fraction_evaluate", 0.0) == 0.0:
+            return []
+        self._wait_for_sites(grid, self.min_available_nodes)  # type: ignore[attr-defined]
+        return super().configure_evaluate(server_round, arrays, config, grid)  # type: ignore[misc]
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]):
+        record = self.rounds.setdefault(server_round, RoundRecord())
+        record.seconds = time.monotonic() - getattr(self, "_round_start", time.monotonic())
+        usable = []
+        for msg in replies:
+            if msg.has_error():
+                record.failed.append({"node": msg.metadata.src_node_id,
+                                      "error": msg.error.reason})
+                continue
+            site = msg.content.config_records.get(keys.SITE, ConfigRecord())
+            name = str(site.get(keys.SITE_NAME, msg.metadata.src_node_id))
+            if keys.DECLINED in site:
+                record.declined.append({"site": name, "reason": str(site[keys.DECLINED])})
+                logger.warning("site %s declined round %d: %s", name, server_round,
+                               site[keys.DECLINED])
+                continue
+            metrics = msg.content.metric_records.get(keys.METRICS, MetricRecord())
+            record.trained.append({"site": name, **{k: float(v) for k, v in metrics.items()}})
+            usable.append(msg)
+        return super().aggregate_train(server_round, usable)  # type: ignore[misc]
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
+        usable = [m for m in replies if not m.has_error()
+                  and keys.DECLINED not in m.content.config_records.get(keys.SITE, {})]
+        return super().aggregate_evaluate(server_round, usable)  # type: ignore[misc]
+
+
+def _common_kwargs(run: RunSettings) -> dict:
+    return {"fraction_train": 1.0, "fraction_evaluate": run.fraction_evaluate,
+            "min_train_nodes": run.min_sites, "min_evaluate_nodes": run.min_sites,
+            "min_available_nodes": run.min_sites, "weighted_by_key": keys.NUM_EXAMPLES,
+            "arrayrecord_key": keys.ARRAYS, "configrecord_key": keys.CONFIG}
+
+
+STRATEGIES: dict[str, type[Strategy]] = {"fedavg": FedAvg, "fedprox": FedProx, "fedadam": FedAdam}
+
+
+def create_strategy(run: RunSettings) -> Strategy:
+    """The strategy named by ``run.strategy``, with site recording and bounded waits.
+
+    Args:
+        run: run settings (strategy name, min-sites, round-timeout, FedProx mu, FedAdam eta).
+
+    Returns:
+        A Flower strategy instance with a ``rounds`` dict of :class:`RoundRecord`.
+
+    Raises:
+        ConfigError: for an unknown strategy name.
+    """
+    try:
+        base = STRATEGIES[run.strategy]
+    except KeyError:
+        raise ConfigError(f"unknown strategy {run.strategy!r}; choose one of "
+                          f"{sorted(STRATEGIES)}") from None
+    kwargs = _common_kwargs(run)
+    if base is FedProx:
+        kwargs["proximal_mu"] = run.proximal_mu
+    elif base is FedAdam:
+        kwargs.update(eta=run.server_learning_rate, eta_l=run.learning_rate)
+    cls = type(f"Recording{base.__name__}", (SiteLedgerMixin, base), {})
+    strategy = cls(**kwargs)
+    strategy.rounds = {}
+    strategy.node_wait_timeout = run.round_timeout
+    return strategy

@@ -1,0 +1,28 @@
+"""Shared fixtures: a tiny sample consortium generated once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from common.sampledata import write_consortium
+
+RETINA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "retina"
+
+
+@pytest.fixture(scope="session")
+def tiny_consortium(tmp_path_factory) -> tuple[Path, dict]:
+    """3 sites x 8 cases, 3 held-out cases per vendor, defects planted in site-3."""
+    out = tmp_path_factory.mktemp("consortium") / "data"
+    manifest = write_consortium(out, n_sites=3, cases_per_site=8, heldout_per_vendor=3, seed=0)
+    return out, manifest
+
+
+@pytest.fixture
+def retina_dir() -> Path:
+    """The shared retina data, or a skip that says where it was looked for."""
+    if not RETINA.is_dir():
+        pytest.skip(f"real retina data not found at {RETINA} (../shared/data/retina); "
+                    "these tests need the workplace's shared folder beside the repository")
+    return RETINA
