@@ -45,6 +45,7 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp"}
 FOLDER_ROLES = {"images": "image", "masks": "mask", "masks2": "mask2", "fov": "fov"}
 CACHE_VERSION = "3"
 PROCESSED, QUARANTINED, REJECTED = "processed", "quarantined", "rejected"
+REPORT_FILE = "intake_report.json"
 
 #: Known burned-in text regions per device (fraction of rows from the top), in the spirit of
 #: per-model pixel anonymiser scripts. Images flagged BurnedInAnnotation=YES from any other
@@ -84,7 +85,8 @@ class IntakeReport:
                 "total": len(self.files)}
 
     def to_json(self) -> dict:
-        """A JSON-ready dict (stays at the site: it names local files)."""
+        """A JSON-ready dict. It names local input files, whose paths may carry
+        identifiers: it stays in the site's state dir and is never sent."""
         return {**asdict(self), "counts": self.counts()}
 
 
@@ -283,11 +285,13 @@ def prepare_site(data_dir: Path, state_dir: Path, image_size: int = 128,
     except PermissionError:
         raise IntakeError(f"data dir {data_dir} cannot be listed: permission denied") from None
     fingerprint = _fingerprint(data_dir, files, image_size)
-    if not force and cache_npz.exists() and cache_meta.exists():
+    report_path = state_dir / REPORT_FILE
+    if not force and cache_npz.exists() and cache_meta.exists() and report_path.exists():
         meta = json.loads(cache_meta.read_text())
         if meta.get("fingerprint") == fingerprint:
-            report = IntakeReport(**{k: v for k, v in meta["report"].items() if k != "counts"})
-            report.files = [FileFate(**f) for f in meta["report"]["files"]]
+            saved = json.loads(report_path.read_text())
+            report = IntakeReport(**{k: v for k, v in saved.items() if k != "counts"})
+            report.files = [FileFate(**f) for f in saved["files"]]
             return load_cached(cache_npz), report
 
     secret = secret or SiteSecret.load_or_create(state_dir / "site.secret")
@@ -371,9 +375,11 @@ def prepare_site(data_dir: Path, state_dir: Path, image_size: int = 128,
     _summarise(report, good, arrays)
     cache_npz.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache_npz, **{k: getattr(arrays, k) for k in SiteArrays.__dataclass_fields__})
+    # The report names input files (paths can carry identifiers): it stays in the state
+    # dir for the site's staff. The cache holds only pseudonymised arrays and counts.
+    report_path.write_text(json.dumps(report.to_json(), indent=2))
     cache_meta.write_text(json.dumps({"fingerprint": fingerprint, "image_size": image_size,
-                                      "report": report.to_json()}))
-    (state_dir / "intake_report.json").write_text(json.dumps(report.to_json(), indent=2))
+                                      "cases": report.cases, "counts": report.counts()}))
     logger.info("prepared site: %d cases, %s", report.cases, report.counts())
     return arrays, report
 

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from common.errors import IntakeError
+from common.intake import PROCESSED, QUARANTINED, REJECTED, prepare_site
+
+
+def _reasons(report) -> dict[str, str]:
+    return {f.path: f.reason for f in report.files if f.fate != PROCESSED}
+
+
+def test_every_file_has_a_fate_and_counts_add_up(tiny_consortium, tmp_path):
+    out, manifest = tiny_consortium
+    site = out / "site-3"
+    arrays, report = prepare_site(site, tmp_path / "state", image_size=64)
+    n_files = sum(1 for p in site.rglob("*") if p.is_file())
+    c = report.counts()
+    assert c["total"] == n_files == c[PROCESSED] + c[QUARANTINED] + c[REJECTED]
+    reasons = _reasons(report)
+    planted = {d["file"]: d["kind"] for d in manifest["sites"][2]["defects"]}
+    for path in planted:
+        assert path in reasons, f"planted defect {path} was not reported"
+    assert reasons["README.txt"] == "not a DICOM file or supported image"
+    assert any("without a mask" in r for r in reasons.values())
+    assert len(arrays) == manifest["sites"][2]["cases"] == report.cases
+    assert arrays.images.shape == (len(arrays), 64, 64) and arrays.images.dtype == np.float16
+    assert 0.0 <= float(arrays.images.min()) and float(arrays.images.max()) <= 1.0
+    assert set(np.unique(arrays.masks)) <= {0, 1} and arrays.masks.sum() > 0
+    saved = json.loads((tmp_path / "state" / "intake_report.json").read_text())
+    assert saved["counts"] == c
+
+
+def test_cache_is_reused_and_rebuilt_when_the_folder_changes(tiny_consortium, tmp_path):
+    out, _ = tiny_consortium
+    site = tmp_path / "site"
+    shutil.copytree(out / "site-1", site)
+    a, _ = prepare_site(site, tmp_path / "state", 64)
+    cache = tmp_path / "state" / "cache" / "site-64.npz"
+    stamp = cache.stat().st_mtime_ns
+    b, _ = prepare_site(site, tmp_path / "state", 64)
+    assert cache.stat().st_mtime_ns == stamp and np.array_equal(a.images, b.images)
+    shutil.rmtree(next(site.iterdir()))
+    c, _ = prepare_site(site, tmp_path / "state", 64)
+    assert len(c) == len(a) - 1
+
+
+def test_no_original_identifier_reaches_the_cache(tiny_consortium, tmp_path):
+    import pydicom
+
+    out, _ = tiny_consortium
+    prepare_site(out / "site-2", tmp_path / "state", 64)
+    blob = b"".join(p.read_bytes() for p in (tmp_path / "state" / "cache").iterdir())
+    for path in (out / "site-2").glob("*/image.dcm"):
+        ds = pydicom.dcmread(path)
+        for value in (ds.PatientID, str(ds.PatientName).split("^")[0], ds.AccessionNumber,
+                      ds.SOPInstanceUID):
+            assert str(value).encode() not in blob
+
+
+def test_burned_in_text_is_blanked_for_known_devices(tiny_consortium, tmp_path):
+    import pydicom
+
+    from common.deid import SiteSecret, deidentify
+
+    out, manifest = tiny_consortium
+    site2 = out / manifest["sites"][1]["dir"]
+    arrays, report = prepare_site(site2, tmp_path / "state", 128)
+    secret = SiteSecret.load_or_create(tmp_path / "state" / "site.secret")
+    burned = [str(deidentify(pydicom.dcmread(p), secret).PatientID)
+              for p in site2.glob("*/image.dcm") if pydicom.dcmread(p).BurnedInAnnotation == "YES"]
+    if not burned:
+        pytest.skip("no burned-in image among the tiny consortium's cases")
+    assert report.counts()[QUARANTINED] == 0
+    rows = int(128 * 0.08)
+    for pid in burned:
+        band = arrays.images[list(arrays.cases).index(pid), :rows].astype(np.float32)
+        assert float(band.std()) < 1e-3  # flat band: the text is gone
+
+
+def test_unknown_device_with_burned_in_text_is_quarantined(tiny_consortium, tmp_path):
+    import pydicom
+
+    out, _ = tiny_consortium
+    site = tmp_path / "site"
+    shutil.copytree(next((out / "site-1").glob("MRN*")), site / "case")
+    ds = pydicom.dcmread(site / "case" / "image.dcm")
+    ds.BurnedInAnnotation = "YES"
+    ds.save_as(site / "case" / "image.dcm")
+    arrays, report = prepare_site(site, tmp_path / "state", 64)
+    fates = {f.path: (f.fate, f.reason) for f in report.files}
+    assert fates["case/image.dcm"][0] == QUARANTINED
+    assert "burned-in" in fates["case/image.dcm"][1]
+    assert len(list((tmp_path / "state" / "quarantine").iterdir())) == 1
+    assert len(arrays) == 0
+
+
+def test_image_folders_with_second_annotator_and_bad_files(tmp_path):
+    data = tmp_path / "data"
+    for sub in ("images", "masks", "masks2"):
+        (data / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(data / "images" / f"c{i}.png")
+        m = np.zeros((40, 50), np.uint8)
+        m[10:20, 10:30] = 255
+        Image.fromarray(m).save(data / "masks" / f"c{i}_mask.gif")
+    Image.fromarray(np.zeros((40, 50), np.uint8)).save(data / "masks2" / "c0.png")
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(data / "masks2" / "c1.png")  # wrong size
+    Image.fromarray(np.zeros((40, 50), np.uint8)).save(data / "images" / "lonely.png")  # no mask
+    (data / "masks" / "orphan.png").write_bytes(b"")  # no image, and empty
+    (data / "junk.bin").write_bytes(b"\x00\x01garbage")
+    (data / "empty.dcm").write_bytes(b"")
+    (data / "dataset.json").write_text(json.dumps({"manufacturer": "Canon", "model": "CR5"}))
+    arrays, report = prepare_site(data, tmp_path / "state", 32)
+    reasons = _reasons(report)
+    assert len(arrays) == 3 and set(arrays.vendors) == {"Canon CR5"}
+    assert arrays.has_mask2.tolist() == [True, False, False]
+    assert "differs from its image" in reasons["masks2/c1.png"]
+    assert reasons["images/lonely.png"] == "image without a mask"
+    assert "without an image" in reasons["masks/orphan.png"]
+    assert reasons["empty.dcm"] == "empty file (0 bytes)"
+    assert "not a DICOM" in reasons["junk.bin"]
+    c = report.counts()
+    assert c["total"] == sum(1 for p in data.rglob("*") if p.is_file())
+
+
+def test_missing_or_empty_data_dir(tmp_path):
+    with pytest.raises(IntakeError, match="does not exist"):
+        prepare_site(tmp_path / "nope", tmp_path / "state")
+    (tmp_path / "empty").mkdir()
+    arrays, report = prepare_site(tmp_path / "empty", tmp_path / "state")
+    assert len(arrays) == 0 and report.counts()["total"] == 0
+
+
+def test_split_is_deterministic_and_disjoint(tiny_consortium, tmp_path):
+    out, _ = tiny_consortium
+    arrays, _ = prepare_site(out / "site-1", tmp_path / "state", 32)
+    train, val = arrays.split(0.25, seed=1)
+    train2, val2 = arrays.split(0.25, seed=1)
+    assert list(val.cases) == list(val2.cases) and len(val) == 2
+    assert not set(train.cases) & set(val.cases)
+    with pytest.raises(ValueError, match="val_fraction"):
+        arrays.split(1.5)
