@@ -31,6 +31,7 @@ def main(grid: Grid, context: Context) -> None:
 
     from common.networks import create_network
     from server.evaluation import HeldOutEvaluator
+    from server.grid import PromptGrid
     from server.outputs import RunOutputs
     from server.strategies import create_strategy
 
@@ -54,7 +55,7 @@ def main(grid: Grid, context: Context) -> None:
         outputs.record_round(server_round, summary, record.to_json() if record else None, state)
         return _flatten(summary) if summary else None
 
-    strategy.start(grid=grid, initial_arrays=ArrayRecord(initial),
+    strategy.start(grid=PromptGrid(grid), initial_arrays=ArrayRecord(initial),
                    num_rounds=run.num_server_rounds, timeout=run.round_timeout,
                    train_config=ConfigRecord({}), evaluate_fn=evaluate_fn)
     logger.info("FedSynth run finished: report at %s", outputs.dir / "report.html")

@@ -1,0 +1,155 @@
+"""``fedsynth``: the one command-line tool in front of everything a person does.
+
+    fedsynth sample-data OUT            generate the built-in sample consortium
+    fedsynth site prepare               de-identify, check and cache a site's data
+    fedsynth demo                       a whole consortium on this machine, end to end
+    fedsynth simulate                   the same apps on Flower's Simulation Engine
+    fedsynth baselines                  local-only and centralised references for a run
+    fedsynth report RUN_DIR             re-render a run's HTML report
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from deploy.views import print_intake, print_results, progress_bar
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="FedSynth: federated medical image segmentation across hospitals.")
+site_app = typer.Typer(no_args_is_help=True, help="What a hospital runs on its own machine.")
+app.add_typer(site_app, name="site")
+console = Console()
+
+
+def _progress():
+    return progress_bar(console)
+
+
+@app.command("sample-data")
+def sample_data(
+    out: Path = typer.Argument(..., help="Output folder (must be empty or absent)."),
+    sites: int = typer.Option(3, help="Number of hospitals."),
+    cases_per_site: int = typer.Option(40, help="Patients per hospital."),
+    heldout_per_vendor: int = typer.Option(16, help="Held-out patients per vendor."),
+    seed: int = typer.Option(0, help="The whole consortium is a function of this seed."),
+    defects: bool = typer.Option(True, help="Plant a few bad files in the last site."),
+) -> None:
+    """Generate a deterministic sample consortium: DICOM images, DICOM SEG masks, fake PHI."""
+    from common.sampledata import count_cases, write_consortium
+
+    with _progress() as bar:
+        task = bar.add_task("writing DICOM", total=count_cases(sites, cases_per_site,
+                                                               heldout_per_vendor))
+        manifest = write_consortium(out, sites, cases_per_site, heldout_per_vendor, seed, defects,
+                                    progress=lambda n: bar.advance(task, n))
+    table = Table("site", "vendor", "cases", "planted defects")
+    for s in manifest["sites"]:
+        table.add_row(s["name"], f"{s['manufacturer']} {s['model']}", str(s["cases"]),
+                      str(len(s["defects"])))
+    for v in manifest["heldout"]["vendors"]:
+        table.add_row("heldout", f"{v['manufacturer']} {v['model']}"
+                      + ("" if v["seen_by_sites"] else " (no site has it)"), str(v["cases"]), "")
+    console.print(table)
+    console.print(f"manifest: {out / 'manifest.json'}")
+
+
+@site_app.command("prepare")
+def site_prepare(
+    data_dir: Path = typer.Option(..., help="The site's raw data (DICOM or image folders)."),
+    state_dir: Path = typer.Option(..., help="The site's private working folder."),
+    image_size: int = typer.Option(128, help="Training resolution; match the run's image-size."),
+    force: bool = typer.Option(False, help="Rebuild the cache even if nothing changed."),
+) -> None:
+    """De-identify, check, preprocess and cache a site's data ahead of a run."""
+    from common.errors import IntakeError
+    from common.intake import prepare_site
+
+    with _progress() as bar:
+        task = bar.add_task("de-identifying and checking", total=None)
+
+        def progress(total=None, advance=0):
+            if total is not None:
+                bar.update(task, total=total)
+            bar.advance(task, advance)
+
+        try:
+            _, report = prepare_site(data_dir, state_dir, image_size, force=force,
+                                     progress=progress)
+        except IntakeError as exc:
+            console.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+    print_intake(console, report, str(data_dir))
+    console.print(f"report: {state_dir / 'intake_report.json'}")
+    if report.cases == 0:
+        console.print("[yellow]no usable case: this site would decline every round[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    workdir: Path = typer.Option(Path("fedsynth-demo"), help="Where data, state and runs go."),
+    rounds: int = typer.Option(5, help="Federated rounds."),
+    sites: int = typer.Option(3, help="Hospitals (used when generating sample data)."),
+    cases_per_site: int = typer.Option(40, help="Patients per hospital (sample data)."),
+    local_epochs: int = typer.Option(None, help="Local epochs per round (default: pyproject)."),
+    baselines: bool = typer.Option(True, help="Also train local-only and centralised models."),
+    run_config: str = typer.Option("", help="Extra run_config overrides, 'k=v k2=v2'."),
+) -> None:
+    """Run a whole consortium on this machine: SuperLink, one SuperNode per site, report."""
+    from deploy.demo import run_demo
+
+    overrides = {"num-server-rounds": rounds}
+    if local_epochs is not None:
+        overrides["local-epochs"] = local_epochs
+    report = run_demo(workdir.resolve(), overrides, extra=run_config, n_sites=sites,
+                      cases_per_site=cases_per_site, baselines=baselines, console=console)
+    console.print(f"[bold green]report:[/] {report}")
+
+
+@app.command()
+def simulate(
+    sites: int = typer.Option(10, help="Virtual sites."),
+    rounds: int = typer.Option(3, help="Federated rounds."),
+    workdir: Path = typer.Option(Path("fedsynth-sim"), help="Where data, state and runs go."),
+    cases_per_site: int = typer.Option(12, help="Patients per virtual site."),
+    run_config: str = typer.Option("", help="Extra run_config overrides, 'k=v k2=v2'."),
+) -> None:
+    """Run the same ServerApp and ClientApp on Flower's Simulation Engine with many sites."""
+    from deploy.simulate import run_simulation
+
+    report = run_simulation(workdir.resolve(), sites, rounds, cases_per_site, run_config, console)
+    console.print(f"[bold green]report:[/] {report}")
+
+
+@app.command("baselines")
+def baselines_cmd(
+    run_dir: Path = typer.Argument(..., help="A finished run's output folder."),
+    site_state: list[Path] = typer.Option(..., help="Each site's state dir (repeat)."),
+) -> None:
+    """Train local-only and centralised baselines for a run and add them to its report."""
+    from deploy.demo import add_baselines
+
+    console.print(f"report: {add_baselines(run_dir, site_state, console)}")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run's output folder.")) -> None:
+    """Re-render a run's report.html from its metrics.jsonl and baselines.json."""
+    from common.report import render
+
+    console.print(f"report: {render(run_dir)}")
+
+
+def main() -> None:
+    """Entry point of the ``fedsynth`` script."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

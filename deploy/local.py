@@ -1,0 +1,313 @@
+"""A real Flower consortium on this machine: one SuperLink, one SuperNode per site.
+
+Used by ``fedsynth demo``, the integration tests and the benchmarks. The processes are
+the same ones a coordinator and the hospitals run (``flower-superlink``,
+``flower-supernode``) on localhost ports, without TLS (the local demo is the one place
+where that is the default), with runtime dependency installation disabled, and each
+with its own ``FLWR_HOME``. Runs are submitted with Flower's own ``flwr run``.
+
+Everything started is stopped on exit, Ctrl-C or failure: SuperNodes first (so they
+unregister), then the SuperLink, each with all its descendants (SuperExec, ServerApp and
+ClientApp processes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+CONNECTION = "fedsynth-local"
+
+
+@dataclass(frozen=True)
+class SiteNode:
+    """One SuperNode to start: its name and node_config."""
+
+    name: str
+    node_config: dict
+
+
+def app_dir() -> Path:
+    """The Flower App folder (the project root holding pyproject.toml with [tool.flwr.app])."""
+    root = Path(__file__).resolve().parents[1]
+    pyproject = root / "pyproject.toml"
+    if not pyproject.exists() or "[tool.flwr.app]" not in pyproject.read_text():
+        raise FileNotFoundError(
+            f"no Flower App at {root}: run FedSynth from a source checkout installed with "
+            "`pip install -e .`")
+    return root
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def toml_pairs(config: dict) -> str:
+    """``{"a": 1, "b": "x"}`` -> ``'a=1 b="x"'`` for --node-config / --run-config."""
+    parts = []
+    for key, value in config.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (int, float)):
+            text = repr(value)
+        else:
+            text = json.dumps(str(value))
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+def _bin(name: str) -> str:
+    """A console script of the running interpreter's environment."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def descendants(pid: int) -> list[int]:
+    """All live descendants of ``pid`` (from /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        for kid in _children(todo.pop()):
+            out.append(kid)
+            todo.append(kid)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def stop_tree(pid: int, grace: float = 10.0) -> None:
+    """SIGTERM ``pid`` and its descendants (by process group), then SIGKILL leftovers."""
+    tree = [pid] + descendants(pid)
+    groups = set()
+    for p in tree:
+        try:
+            groups.add(os.getpgid(p))
+        except ProcessLookupError:
+            pass
+    for g in groups:
+        try:
+            os.killpg(g, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(p) for p in tree):
+        time.sleep(0.1)
+    for p in tree:
+        if _alive(p):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+class LocalConsortium:
+    """Start a SuperLink and SuperNodes on localhost; submit and follow runs.
+
+    Args:
+        workdir: folder for Flower homes, logs and the SuperLink database.
+        sites: the SuperNodes to start.
+        poll_interval: SuperExec task poll interval handed to the SuperNodes (seconds).
+        database: keep the SuperLink's state in ``workdir/superlink.db`` (else in memory).
+
+    Example:
+        with LocalConsortium(workdir, sites) as consortium:
+            run_id = consortium.submit({"num-server-rounds": 2})
+            status = consortium.wait(run_id, timeout=600)
+    """
+
+    def __init__(self, workdir: Path, sites: list[SiteNode], poll_interval: float = 0.1,
+                 database: bool = True) -> None:
+        self.workdir = Path(workdir)
+        self.sites = sites
+        self.poll_interval = poll_interval
+        self.database = database
+        self.port = 0
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.cli_home = self.workdir / "flwr-cli"
+
+    # ------------------------------------------------------------------ processes
+    def _spawn(self, name: str, args: list[str], home: Path) -> subprocess.Popen:
+        home.mkdir(parents=True, exist_ok=True)
+        logs = self.workdir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "FLWR_HOME": str(home),
+               "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(self.poll_interval),
+               "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
+        log = open(logs / f"{name}.log", "ab")
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, cwd=self.workdir, start_new_session=True)
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def start(self) -> LocalConsortium:
+        """Start the SuperLink, wait until it listens, then start every SuperNode."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        args = [_bin("flower-superlink"), "--insecure", "--host", "127.0.0.1",
+                "--port", str(self.port), "--disable-runtime-dependency-installation"]
+        if self.database:
+            args += ["--database", str(self.workdir / "superlink.db")]
+        self._spawn("superlink", args, self.workdir / "flwr-homes" / "superlink")
+        self._wait_listening(self.port, "superlink")
+        for site in self.sites:
+            self.start_node(site)
+        self.cli_home.mkdir(parents=True, exist_ok=True)
+        (self.cli_home / "config.toml").write_text(
+            f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
+            f'address = "127.0.0.1:{self.port}"\ninsecure = true\n')
+        return self
+
+    def start_node(self, site: SiteNode) -> subprocess.Popen:
+        """Start (or restart) one site's SuperNode."""
+        args = [_bin("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{self.port}",
+                "--port", str(free_port()), "--node-config", toml_pairs(site.node_config)]
+        return self._spawn(site.name, args, self.workdir / "flwr-homes" / site.name)
+
+    def stop_node(self, name: str) -> None:
+        """Stop one SuperNode and everything it started."""
+        proc = self.procs.pop(name, None)
+        if proc is not None:
+            stop_tree(proc.pid)
+            proc.wait(timeout=5)
+
+    def _wait_listening(self, port: int, name: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited with code {self.procs[name].returncode}; "
+                                   f"see {self.workdir / 'logs' / (name + '.log')}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(f"{name} did not listen on port {port} within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        """Stop every process this consortium started: SuperNodes first, then the SuperLink."""
+        for name in [n for n in self.procs if n != "superlink"]:
+            self.stop_node(name)
+        self.stop_node("superlink")
+
+    def pids(self) -> list[int]:
+        """PIDs of every live process this consortium started, descendants included."""
+        out = []
+        for proc in self.procs.values():
+            if _alive(proc.pid):
+                out += [proc.pid] + descendants(proc.pid)
+        return out
+
+    def __enter__(self) -> LocalConsortium:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------------ runs
+    def flwr(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
+        """Run the ``flwr`` CLI against this consortium's SuperLink."""
+        env = {**os.environ, "FLWR_HOME": str(self.cli_home)}
+        return subprocess.run([_bin("flwr"), *args], capture_output=True, text=True, env=env,
+                              timeout=timeout, cwd=self.workdir)
+
+    def submit(self, run_config: dict, app: Path | None = None) -> int:
+        """Submit a run with ``flwr run``; return its run ID."""
+        args = ["run", str(app or app_dir()), CONNECTION, "--format", "json"]
+        if run_config:
+            args += ["--run-config", toml_pairs(run_config)]
+        res = self.flwr(*args)
+        try:
+            out = json.loads(res.stdout)
+        except json.JSONDecodeError:
+            out = {}
+        if res.returncode != 0 or not out.get("success"):
+            raise RuntimeError(f"flwr run failed ({res.returncode}): {res.stdout[-2000:]}"
+                               f"{res.stderr[-2000:]}")
+        return int(out["run-id"])
+
+    def status(self, run_id: int) -> dict:
+        """The run's entry from ``flwr ls --run-id`` (``status`` like ``finished:completed``)."""
+        res = self.flwr("ls", CONNECTION, "--run-id", str(run_id), "--format", "json")
+        try:
+            return json.loads(res.stdout)["runs"][0]
+        except (json.JSONDecodeError, KeyError, IndexError):
+            return {"status": "unknown", "status-details": (res.stdout + res.stderr)[-500:]}
+
+    def wait(self, run_id: int, timeout: float, on_tick=None, tick: float = 1.0,
+             check_every: float = 10.0) -> dict:
+        """Follow a run until it finishes; stream its ServerApp log to ``logs/run-ID.log``.
+
+        Args:
+            run_id: the run.
+            timeout: give up (and stop the run) after this many seconds.
+            on_tick: optional callable run every ``tick`` seconds (progress display).
+            tick: seconds between ``on_tick`` calls.
+            check_every: seconds between status checks while the log stream is open.
+
+        Returns:
+            The final status entry (see :meth:`status`).
+        """
+        log = open(self.workdir / "logs" / f"run-{run_id}.log", "ab")
+        env = {**os.environ, "FLWR_HOME": str(self.cli_home)}
+        stream = subprocess.Popen([_bin("flwr"), "log", str(run_id), CONNECTION, "--stream"],
+                                  stdout=log, stderr=subprocess.STDOUT, env=env,
+                                  cwd=self.workdir, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        last_check = time.monotonic()
+        try:
+            while time.monotonic() < deadline:
+                if on_tick:
+                    on_tick()
+                time.sleep(tick)
+                if stream.poll() is not None or time.monotonic() - last_check > check_every:
+                    last_check = time.monotonic()
+                    state = self.status(run_id)
+                    if str(state.get("status", "")).startswith("finished"):
+                        return state
+            self.flwr("stop", str(run_id), CONNECTION)
+            raise TimeoutError(f"run {run_id} did not finish within {timeout:.0f} s; stopped it")
+        finally:
+            stop_tree(stream.pid, grace=2.0)
+            if on_tick:
+                on_tick()
+
+
+def clean_homes(workdir: Path) -> None:
+    """Remove Flower homes (unpacked app bundles) left by an earlier consortium."""
+    shutil.rmtree(Path(workdir) / "flwr-homes", ignore_errors=True)
