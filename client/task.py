@@ -3,7 +3,7 @@
 Plain functions over plain types; :mod:`client.client_app` turns Flower messages into
 calls to these and their results back into messages. Heavy libraries (torch, MONAI) are
 imported here, inside the functions, so the ClientApp process only pays for them when a
-message actually needs them.
+message actually needs them (this module is imported inside the handlers).
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
+import numpy as np
+import torch
+
 from common.config import RunSettings, SiteSettings
 from common.errors import IntakeError
 from common.intake import SiteArrays, prepare_site
@@ -19,11 +22,22 @@ from common.intake import SiteArrays, prepare_site
 logger = logging.getLogger(__name__)
 
 
+Weights = dict[str, np.ndarray]
+
+
+def _model(run: RunSettings, weights: Weights):
+    from common.networks import create_network
+
+    model = create_network(run.network)
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()})
+    return model
+
+
 @dataclass
 class RoundResult:
     """A site's training outcome: weights, and the few numbers it may disclose."""
 
-    state_dict: dict
+    weights: Weights
     num_examples: int
     train_loss: float
     val_dice: float
@@ -60,46 +74,41 @@ def site_seed(site: SiteSettings) -> int:
     return int(hashlib.sha256(site.site_name.encode()).hexdigest()[:6], 16)
 
 
-def train_round(site: SiteSettings, run: RunSettings, state_dict: dict,
+def train_round(site: SiteSettings, run: RunSettings, weights: Weights,
                 server_round: int, proximal_mu: float = 0.0) -> RoundResult:
     """Load the global weights, train locally, validate locally.
 
     Args:
         site: this hospital's settings.
         run: the consortium's run settings.
-        state_dict: global model weights (torch tensors).
+        weights: global model weights by parameter name (numpy arrays).
         server_round: the round number (seeds the augmentation).
         proximal_mu: FedProx proximal weight sent by the server (0: plain local SGD).
 
     Returns:
         :class:`RoundResult` with the new weights.
     """
-    from common.networks import create_network
     from common.training import evaluate, train
 
     train_data, val_data = load_site(site, run)
-    model = create_network(run.network)
-    model.load_state_dict(state_dict)
+    model = _model(run, weights)
     stats = train(model, train_data, run.train_settings(server_round, site_seed(site), proximal_mu))
     val_dice = evaluate(model, val_data)["overall"]["dice"] if len(val_data) else float("nan")
-    return RoundResult(state_dict=model.state_dict(), num_examples=stats.examples,
+    return RoundResult(weights={k: v.detach().numpy() for k, v in model.state_dict().items()}, num_examples=stats.examples,
                        train_loss=stats.loss, val_dice=val_dice, val_examples=len(val_data),
                        train_seconds=stats.seconds)
 
 
-def evaluate_round(site: SiteSettings, run: RunSettings, state_dict: dict) -> tuple[float, int]:
+def evaluate_round(site: SiteSettings, run: RunSettings, weights: Weights) -> tuple[float, int]:
     """Dice of the global weights on the site's local validation split.
 
     Returns:
         ``(dice, number of validation cases)``.
     """
-    from common.networks import create_network
     from common.training import evaluate
 
     _, val_data = load_site(site, run)
     if len(val_data) == 0:
         raise Declined("no local validation cases (fewer than 5 usable cases)")
-    model = create_network(run.network)
-    model.load_state_dict(state_dict)
-    return evaluate(model, val_data)["overall"]["dice"], len(val_data)
+    return evaluate(_model(run, weights), val_data)["overall"]["dice"], len(val_data)
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from common.errors import ConfigError
-from common.training import TrainSettings
 
 T = TypeVar("T")
 
@@ -81,14 +80,19 @@ class RunSettings:
         return _from_config(cls, run_config, "run_config")
 
     def train_settings(self, server_round: int = 0, site_seed: int = 0,
-                       proximal_mu: float = 0.0) -> TrainSettings:
+                       proximal_mu: float = 0.0):
         """Local training settings for one round (seeded by round and site).
 
         Args:
             server_round: the round number.
             site_seed: a per-site offset.
             proximal_mu: FedProx weight, as sent by the server in the round's config.
+
+        Returns:
+            A :class:`common.training.TrainSettings`.
         """
+        from common.training import TrainSettings
+
         return TrainSettings(
             epochs=self.local_epochs, batch_size=self.batch_size,
             learning_rate=self.learning_rate, proximal_mu=proximal_mu,

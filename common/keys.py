@@ -19,3 +19,4 @@ VAL_DICE = "val-dice"
 VAL_EXAMPLES = "val-examples"
 TRAIN_SECONDS = "train-seconds"  # time in the training loop only
 HANDLER_SECONDS = "handler-seconds"  # whole train handler: data loading, training, packing
+STARTUP_SECONDS = "startup-seconds"  # ClientApp process start to handler entry

@@ -90,6 +90,21 @@ def site_prepare(
         raise typer.Exit(1)
 
 
+@site_app.command("serve")
+def site_serve(
+    state_dir: Path = typer.Option(..., help="The site's state dir (same as its node_config)."),
+) -> None:
+    """Run the site trainer: keeps torch, MONAI and the data warm between rounds."""
+    from client.trainer import serve
+
+    logging.getLogger("client").setLevel(logging.INFO)
+    console.print(f"site trainer on {state_dir / 'trainer.sock'}; Ctrl-C to stop")
+    try:
+        serve(state_dir)
+    except KeyboardInterrupt:
+        console.print("site trainer stopped")
+
+
 @app.command()
 def demo(
     workdir: Path = typer.Option(Path("fedsynth-demo"), help="Where data, state and runs go."),
@@ -98,6 +113,7 @@ def demo(
     cases_per_site: int = typer.Option(40, help="Patients per hospital (sample data)."),
     local_epochs: int = typer.Option(None, help="Local epochs per round (default: pyproject)."),
     baselines: bool = typer.Option(True, help="Also train local-only and centralised models."),
+    trainers: bool = typer.Option(True, help="Start a warm site trainer beside each SuperNode."),
     run_config: str = typer.Option("", help="Extra run_config overrides, 'k=v k2=v2'."),
 ) -> None:
     """Run a whole consortium on this machine: SuperLink, one SuperNode per site, report."""
@@ -107,7 +123,8 @@ def demo(
     if local_epochs is not None:
         overrides["local-epochs"] = local_epochs
     report = run_demo(workdir.resolve(), overrides, extra=run_config, n_sites=sites,
-                      cases_per_site=cases_per_site, baselines=baselines, console=console)
+                      cases_per_site=cases_per_site, baselines=baselines, trainers=trainers,
+                      console=console)
     console.print(f"[bold green]report:[/] {report}")
 
 

@@ -93,7 +93,7 @@ def _follow(run_dir: Path, rounds: int, console: Console):
 
 
 def run_demo(workdir: Path, overrides: dict, extra: str = "", n_sites: int = 3,
-             cases_per_site: int = 40, baselines: bool = True,
+             cases_per_site: int = 40, baselines: bool = True, trainers: bool = True,
              console: Console | None = None) -> Path:
     """Run the whole demo; return the path of the report.
 
@@ -104,6 +104,7 @@ def run_demo(workdir: Path, overrides: dict, extra: str = "", n_sites: int = 3,
         n_sites: hospitals, when the sample consortium is generated.
         cases_per_site: patients per hospital, when generated.
         baselines: also train and report local-only and centralised models.
+        trainers: start a warm site trainer (:mod:`client.trainer`) beside each SuperNode.
         console: where to print.
 
     Returns:
@@ -128,7 +129,7 @@ def run_demo(workdir: Path, overrides: dict, extra: str = "", n_sites: int = 3,
         _prepare(workdir / "data" / site["dir"], state, site["name"], run.image_size, console)
         nodes.append(SiteNode(site["name"], {"site-name": site["name"],
                                              "data-dir": str(workdir / "data" / site["dir"]),
-                                             "state-dir": str(state)}))
+                                             "state-dir": str(state)}, trainer=trainers))
     _prepare(Path(run.eval_dir), run_dir / "heldout-state", "held-out set (coordinator)",
              run.image_size, console)
     timings["intake"] = time.perf_counter() - t

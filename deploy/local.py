@@ -32,10 +32,11 @@ CONNECTION = "fedsynth-local"
 
 @dataclass(frozen=True)
 class SiteNode:
-    """One SuperNode to start: its name and node_config."""
+    """One SuperNode to start: its name, node_config, and whether a site trainer runs too."""
 
     name: str
     node_config: dict
+    trainer: bool = False
 
 
 def app_dir() -> Path:
@@ -180,7 +181,7 @@ class LocalConsortium:
         if self.database:
             args += ["--database", str(self.workdir / "superlink.db")]
         self._spawn("superlink", args, self.workdir / "flwr-homes" / "superlink")
-        self._wait_listening(self.port, "superlink")
+        self._wait_for(lambda: self._listening(self.port), "superlink")
         for site in self.sites:
             self.start_node(site)
         self.cli_home.mkdir(parents=True, exist_ok=True)
@@ -190,7 +191,14 @@ class LocalConsortium:
         return self
 
     def start_node(self, site: SiteNode) -> subprocess.Popen:
-        """Start (or restart) one site's SuperNode."""
+        """Start (or restart) one site's SuperNode, after its trainer if it has one."""
+        if site.trainer:
+            state = Path(site.node_config["state-dir"])
+            (state / "trainer.sock").unlink(missing_ok=True)
+            self._spawn(f"{site.name}-trainer", [sys.executable, "-m", "deploy.cli", "site", "serve",
+                                                 "--state-dir", str(state)],
+                        self.workdir / "flwr-homes" / site.name)
+            self._wait_for(lambda: (state / "trainer.sock").exists(), f"{site.name}-trainer")
         args = [_bin("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{self.port}",
                 "--port", str(free_port()), "--node-config", toml_pairs(site.node_config)]
         return self._spawn(site.name, args, self.workdir / "flwr-homes" / site.name)
@@ -202,21 +210,28 @@ class LocalConsortium:
             stop_tree(proc.pid)
             proc.wait(timeout=5)
 
-    def _wait_listening(self, port: int, name: str, timeout: float = 60.0) -> None:
+    def _wait_for(self, ready, name: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.procs[name].poll() is not None:
                 raise RuntimeError(f"{name} exited with code {self.procs[name].returncode}; "
                                    f"see {self.workdir / 'logs' / (name + '.log')}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return
+            if ready():
+                return
             time.sleep(0.2)
-        raise TimeoutError(f"{name} did not listen on port {port} within {timeout:.0f} s")
+        raise TimeoutError(f"{name} was not ready within {timeout:.0f} s; see "
+                           f"{self.workdir / 'logs' / (name + '.log')}")
+
+    @staticmethod
+    def _listening(port: int) -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
 
     def stop(self) -> None:
         """Stop every process this consortium started: SuperNodes first, then the SuperLink."""
-        for name in [n for n in self.procs if n != "superlink"]:
+        for name in [n for n in self.procs if n != "superlink" and not n.endswith("-trainer")]:
+            self.stop_node(name)
+        for name in [n for n in self.procs if n.endswith("-trainer")]:
             self.stop_node(name)
         self.stop_node("superlink")
 

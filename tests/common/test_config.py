@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from common.config import RunSettings, SiteSettings
+from common.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_pyproject_defaults_match_the_dataclass():
+    """Every [tool.flwr.app.config] key is a RunSettings field with the same default."""
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    settings = RunSettings.from_config(cfg)
+    defaults = RunSettings()
+    fields = {f.replace("_", "-") for f in RunSettings.__dataclass_fields__}
+    assert set(cfg) == fields
+    assert settings == defaults
+
+
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ({"num-server-rounds": 0}, "num-server-rounds"),
+        ({"min-sites": 0}, "min-sites"),
+        ({"image-size": 100}, "image-size"),
+        ({"fraction-evaluate": 2.0}, "fraction-evaluate"),
+        ({"local-epochs": "many"}, "'local-epochs' must be int"),
+    ],
+)
+def test_bad_run_config_names_key_and_value(config, match):
+    with pytest.raises(ConfigError, match=match):
+        RunSettings.from_config(config)
+
+
+def test_site_settings_need_data_and_state_dirs():
+    with pytest.raises(ConfigError, match="data-dir"):
+        SiteSettings.from_config({"state-dir": "/s"})
+    with pytest.raises(ConfigError, match="state-dir"):
+        SiteSettings.from_config({"data-dir": "/d"})
+    s = SiteSettings.from_config({"data-dir": "/d", "state-dir": "/s", "site-name": "A",
+                                  "val-fraction": "0.3"})
+    assert s.val_fraction == 0.3 and s.site_name == "A"
+
+
+def test_train_settings_carry_fedprox_mu_and_seed_by_round():
+    run = RunSettings(local_epochs=3)
+    a, b = run.train_settings(1, 7, 0.1), run.train_settings(2, 7)
+    assert a.epochs == 3 and a.proximal_mu == 0.1 and b.proximal_mu == 0.0
+    assert a.seed != b.seed
