@@ -42,8 +42,8 @@ def _decline(msg: Message, site_name: str, reason: str) -> Message:
 def _work(msg: Message, context: Context, op: str, **extra) -> tuple[str, dict]:
     """Run ``op`` on the site's trainer, or in this process; ``(site name, reply)``."""
     try:
-        site = SiteSettings.from_config(context.node_config)
         run = RunSettings.from_config(context.run_config)
+        site = SiteSettings.from_config(context.node_config, run)
     except ConfigError as exc:
         return str(context.node_config.get("site-name", "site")), {"status": "declined",
                                                                   "reason": str(exc)}

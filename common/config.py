@@ -61,6 +61,8 @@ class RunSettings:
     seed: int = 0
     eval_dir: str = ""
     out_dir: str = "runs/latest"
+    sim_data_root: str = ""
+    sim_state_root: str = ""
 
     def __post_init__(self) -> None:
         if self.num_server_rounds < 1:
@@ -124,8 +126,20 @@ class SiteSettings:
             raise ConfigError("node_config needs state-dir (a private, writable folder)")
 
     @classmethod
-    def from_config(cls, node_config: Mapping[str, Any]) -> SiteSettings:
-        """Read a Flower ``node_config``."""
+    def from_config(cls, node_config: Mapping[str, Any],
+                    run: RunSettings | None = None) -> SiteSettings:
+        """Read a Flower ``node_config``.
+
+        On the Simulation Engine a virtual SuperNode's node_config holds only
+        ``partition-id``; site ``i`` (counting from 1) then reads
+        ``run.sim_data_root/site-i`` and keeps its state in ``run.sim_state_root/site-i``.
+        """
+        if "data-dir" not in node_config and "partition-id" in node_config and run \
+                and run.sim_data_root:
+            name = f"site-{int(node_config['partition-id']) + 1}"
+            return cls(data_dir=str(Path(run.sim_data_root) / name),
+                       state_dir=str(Path(run.sim_state_root or run.sim_data_root) / name),
+                       site_name=name)
         return _from_config(cls, node_config, "node_config")
 
     @property

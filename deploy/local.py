@@ -140,6 +140,8 @@ class LocalConsortium:
         sites: the SuperNodes to start.
         poll_interval: SuperExec task poll interval handed to the SuperNodes (seconds).
         database: keep the SuperLink's state in ``workdir/superlink.db`` (else in memory).
+        simulation: start the SuperLink with Flower's Simulation Engine (virtual
+            SuperNodes inside it; ``sites`` should then be empty).
 
     Example:
         with LocalConsortium(workdir, sites) as consortium:
@@ -148,11 +150,12 @@ class LocalConsortium:
     """
 
     def __init__(self, workdir: Path, sites: list[SiteNode], poll_interval: float = 0.1,
-                 database: bool = True) -> None:
+                 database: bool = True, simulation: bool = False) -> None:
         self.workdir = Path(workdir)
         self.sites = sites
         self.poll_interval = poll_interval
         self.database = database
+        self.simulation = simulation
         self.port = 0
         self.procs: dict[str, subprocess.Popen] = {}
         self.cli_home = self.workdir / "flwr-cli"
@@ -180,6 +183,8 @@ class LocalConsortium:
                 "--port", str(self.port), "--disable-runtime-dependency-installation"]
         if self.database:
             args += ["--database", str(self.workdir / "superlink.db")]
+        if self.simulation:
+            args.append("--simulation")
         self._spawn("superlink", args, self.workdir / "flwr-homes" / "superlink")
         self._wait_for(lambda: self._listening(self.port), "superlink")
         for site in self.sites:
@@ -260,11 +265,20 @@ class LocalConsortium:
         return subprocess.run([_bin("flwr"), *args], capture_output=True, text=True, env=env,
                               timeout=timeout, cwd=self.workdir)
 
-    def submit(self, run_config: dict, app: Path | None = None) -> int:
-        """Submit a run with ``flwr run``; return its run ID."""
+    def submit(self, run_config: dict, app: Path | None = None,
+               federation_config: dict | None = None) -> int:
+        """Submit a run with ``flwr run``; return its run ID.
+
+        Args:
+            run_config: run_config overrides.
+            app: the Flower App folder (default: this project).
+            federation_config: e.g. ``{"num-supernodes": 20}`` for the Simulation Engine.
+        """
         args = ["run", str(app or app_dir()), CONNECTION, "--format", "json"]
         if run_config:
             args += ["--run-config", toml_pairs(run_config)]
+        if federation_config:
+            args += ["--federation-config", toml_pairs(federation_config)]
         res = self.flwr(*args)
         try:
             out = json.loads(res.stdout)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install FedSynth into ./.venv: the CPU build of torch first (any other torch request
+# pulls gigabytes of CUDA), then the project with its test and simulation extras.
+# Safe to run again; it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -m pip install -q -e ".[dev,simulation]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import torch, flwr, monai; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+echo "FedSynth installed in $(pwd)/.venv (torch $(.venv/bin/python -c 'import torch; print(torch.__version__)'), flwr $(.venv/bin/python -c 'import flwr; print(flwr.__version__)'))"
