@@ -46,16 +46,17 @@ def _from_config(cls: type[T], config: Mapping[str, Any], what: str) -> T:
 class RunSettings:
     """Consortium-wide settings of one federated run (see pyproject.toml for meanings)."""
 
-    num_server_rounds: int = 5
+    num_server_rounds: int = 10
     strategy: str = "fedavg"
     proximal_mu: float = 0.01
     server_learning_rate: float = 0.05
     min_sites: int = 2
     round_timeout: float = 600.0
     fraction_evaluate: float = 0.0
-    local_epochs: int = 2
+    reply_poll_interval: float = 0.1
+    local_epochs: int = 4
     batch_size: int = 8
-    learning_rate: float = 0.002
+    learning_rate: float = 0.003
     image_size: int = 128
     network: str = "unet"
     seed: int = 0
@@ -71,6 +72,8 @@ class RunSettings:
             raise ConfigError(f"min-sites must be >= 1, got {self.min_sites}")
         if self.round_timeout <= 0:
             raise ConfigError(f"round-timeout must be > 0 seconds, got {self.round_timeout}")
+        if self.reply_poll_interval <= 0:
+            raise ConfigError(f"reply-poll-interval must be > 0 seconds, got {self.reply_poll_interval}")
         if not 0.0 <= self.fraction_evaluate <= 1.0:
             raise ConfigError(f"fraction-evaluate must be in [0, 1], got {self.fraction_evaluate}")
         if self.image_size < 32 or self.image_size % 16:

@@ -186,6 +186,14 @@ def _read_dicom(path: Path, secret: SiteSecret):
 def _dicom_pixels(ds) -> np.ndarray:
     if "PixelData" not in ds:
         raise IntakeError("no pixel data")
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts is not None and not ts.is_compressed:
+        expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+                    * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated)) // 8
+        if len(ds.PixelData) < expected:
+            raise IntakeError(f"pixel data truncated: {len(ds.PixelData)} of {expected} bytes "
+                              "(file cut short in transfer?)")
     try:
         arr = ds.pixel_array
     except Exception as exc:

@@ -8,6 +8,7 @@ and the run folder (metrics.jsonl, checkpoints, report.html) is updated.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
@@ -49,13 +50,16 @@ def main(grid: Grid, context: Context) -> None:
         logger.warning("eval-dir is empty: no server-side held-out evaluation this run")
 
     def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        start = time.perf_counter()
         state = arrays.to_torch_state_dict()
         summary = evaluator(state) if evaluator else None
         record = strategy.rounds.get(server_round)
-        outputs.record_round(server_round, summary, record.to_json() if record else None, state)
+        sites = record.to_json() if record else {}
+        sites["eval-seconds"] = time.perf_counter() - start
+        outputs.record_round(server_round, summary, sites, state)
         return _flatten(summary) if summary else None
 
-    strategy.start(grid=PromptGrid(grid), initial_arrays=ArrayRecord(initial),
+    strategy.start(grid=PromptGrid(grid, run.reply_poll_interval), initial_arrays=ArrayRecord(initial),
                    num_rounds=run.num_server_rounds, timeout=run.round_timeout,
                    train_config=ConfigRecord({}), evaluate_fn=evaluate_fn)
     logger.info("FedSynth run finished: report at %s", outputs.dir / "report.html")

@@ -28,6 +28,7 @@ def test_every_file_has_a_fate_and_counts_add_up(tiny_consortium, tmp_path):
         assert path in reasons, f"planted defect {path} was not reported"
     assert reasons["README.txt"] == "not a DICOM file or supported image"
     assert any("without a mask" in r for r in reasons.values())
+    assert any(r.startswith("pixel data truncated") for r in reasons.values())
     assert len(arrays) == manifest["sites"][2]["cases"] == report.cases
     assert arrays.images.shape == (len(arrays), 64, 64) and arrays.images.dtype == np.float16
     assert 0.0 <= float(arrays.images.min()) and float(arrays.images.max()) <= 1.0
