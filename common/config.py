@@ -46,7 +46,7 @@ def _from_config(cls: type[T], config: Mapping[str, Any], what: str) -> T:
 class RunSettings:
     """Consortium-wide settings of one federated run (see pyproject.toml for meanings)."""
 
-    num_server_rounds: int = 10
+    num_server_rounds: int = 12
     strategy: str = "fedavg"
     proximal_mu: float = 0.01
     server_learning_rate: float = 0.05
@@ -54,8 +54,8 @@ class RunSettings:
     round_timeout: float = 600.0
     fraction_evaluate: float = 0.0
     reply_poll_interval: float = 0.1
-    local_epochs: int = 4
-    batch_size: int = 8
+    local_epochs: int = 3
+    batch_size: int = 4
     learning_rate: float = 0.003
     image_size: int = 128
     network: str = "unet"

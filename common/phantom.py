@@ -88,8 +88,10 @@ VENDORS: tuple[VendorProfile, ...] = (
                   rescale_intercept=-1024.0, burned_in_fraction=0.3),
     VendorProfile("Kestrel Diagnostics", "KX-12 Flat Panel", size=192, bits_stored=10,
                   gamma=1.5, noise=0.04, blur=0.3),
+    # The held-out vendor combines what each site sees only part of: Kestrel's noise,
+    # Helios' blur and inverted storage, a response curve between the sites' curves.
     VendorProfile("Orion Radiology Systems", "Orion Pro 7", size=288, bits_stored=16,
-                  gamma=2.0, noise=0.025, blur=1.0, rescale_slope=2.0),
+                  gamma=1.2, noise=0.045, blur=1.6, monochrome1=True, rescale_slope=2.0),
 )
 
 

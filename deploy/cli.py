@@ -108,7 +108,7 @@ def site_serve(
 @app.command()
 def demo(
     workdir: Path = typer.Option(Path("fedsynth-demo"), help="Where data, state and runs go."),
-    rounds: int = typer.Option(10, help="Federated rounds."),
+    rounds: int = typer.Option(12, help="Federated rounds."),
     sites: int = typer.Option(3, help="Hospitals (used when generating sample data)."),
     cases_per_site: int = typer.Option(40, help="Patients per hospital (sample data)."),
     local_epochs: int = typer.Option(None, help="Local epochs per round (default: pyproject)."),
