@@ -31,24 +31,48 @@ from common.sampledata import write_consortium
 from deploy.local import LocalConsortium, SiteNode
 
 CONFIGS = {
-    "flower-defaults": {"poll": 1.0, "trainer": False,
-                        "run": {"reply-poll-interval": 3.0, "fraction-evaluate": 1.0}},
-    "prompt-polls": {"poll": 0.1, "trainer": False,
-                     "run": {"reply-poll-interval": 0.1, "fraction-evaluate": 0.0}},
-    "prompt-polls+trainer": {"poll": 0.1, "trainer": True,
-                             "run": {"reply-poll-interval": 0.1, "fraction-evaluate": 0.0}},
+    "flower-defaults": {
+        "poll": 1.0,
+        "trainer": False,
+        "run": {"reply-poll-interval": 3.0, "fraction-evaluate": 1.0},
+    },
+    "prompt-polls": {
+        "poll": 0.1,
+        "trainer": False,
+        "run": {"reply-poll-interval": 0.1, "fraction-evaluate": 0.0},
+    },
+    "prompt-polls+trainer": {
+        "poll": 0.1,
+        "trainer": True,
+        "run": {"reply-poll-interval": 0.1, "fraction-evaluate": 0.0},
+    },
 }
 
 
 def measure(name: str, spec: dict, data: Path, work: Path, rounds: int) -> dict:
     """Run one configuration; per-round wall, slowest training, eval and overhead."""
-    nodes = [SiteNode(f"site-{i}", {"site-name": f"site-{i}", "data-dir": str(data / f"site-{i}"),
-                                    "state-dir": str(work / "state" / f"site-{i}")},
-                      trainer=spec["trainer"]) for i in (1, 2, 3)]
+    nodes = [
+        SiteNode(
+            f"site-{i}",
+            {
+                "site-name": f"site-{i}",
+                "data-dir": str(data / f"site-{i}"),
+                "state-dir": str(work / "state" / f"site-{i}"),
+            },
+            trainer=spec["trainer"],
+        )
+        for i in (1, 2, 3)
+    ]
     out = work / "runs" / name
-    config = {"num-server-rounds": rounds, "local-epochs": 1, "image-size": 64,
-              "min-sites": 3, "eval-dir": str(data / "heldout"), "out-dir": str(out),
-              **spec["run"]}
+    config = {
+        "num-server-rounds": rounds,
+        "local-epochs": 1,
+        "image-size": 64,
+        "min-sites": 3,
+        "eval-dir": str(data / "heldout"),
+        "out-dir": str(out),
+        **spec["run"],
+    }
     t0 = time.perf_counter()
     with LocalConsortium(work / "flwr" / name, nodes, poll_interval=spec["poll"]) as c:
         run_id = c.submit(config)
@@ -64,14 +88,26 @@ def measure(name: str, spec: dict, data: Path, work: Path, rounds: int) -> dict:
         handler = max(t["handler-seconds"] for t in cur["sites"]["trained"])
         startup = max(t.get("startup-seconds", 0.0) for t in cur["sites"]["trained"])
         ev = cur["sites"].get("eval-seconds", 0.0)
-        per_round.append({"round": cur["round"], "wall": wall, "slowest-train": slowest,
-                          "slowest-handler": handler, "slowest-startup": startup,
-                          "server-eval": ev, "overhead": wall - slowest - ev})
+        per_round.append(
+            {
+                "round": cur["round"],
+                "wall": wall,
+                "slowest-train": slowest,
+                "slowest-handler": handler,
+                "slowest-startup": startup,
+                "server-eval": ev,
+                "overhead": wall - slowest - ev,
+            }
+        )
     steady = per_round[1:] or per_round  # round 1 pays one-off start-up
-    return {"config": name, "rounds": per_round, "total-seconds": total,
-            "median-overhead": statistics.median(r["overhead"] for r in steady),
-            "median-wall": statistics.median(r["wall"] for r in steady),
-            "median-train": statistics.median(r["slowest-train"] for r in steady)}
+    return {
+        "config": name,
+        "rounds": per_round,
+        "total-seconds": total,
+        "median-overhead": statistics.median(r["overhead"] for r in steady),
+        "median-wall": statistics.median(r["wall"] for r in steady),
+        "median-train": statistics.median(r["slowest-train"] for r in steady),
+    }
 
 
 def main() -> None:
@@ -87,14 +123,26 @@ def main() -> None:
             prepare_site(data / f"site-{i}", work / "state" / f"site-{i}", 64)
         results = [measure(name, spec, data, work, args.rounds) for name, spec in CONFIGS.items()]
     base = results[0]["median-overhead"]
-    print(f"{'configuration':24s} {'round wall s':>12s} {'slowest train s':>15s} "
-          f"{'overhead s':>10s} {'vs defaults':>11s}")
+    print(
+        f"{'configuration':24s} {'round wall s':>12s} {'slowest train s':>15s} "
+        f"{'overhead s':>10s} {'vs defaults':>11s}"
+    )
     for r in results:
-        print(f"{r['config']:24s} {r['median-wall']:12.2f} {r['median-train']:15.2f} "
-              f"{r['median-overhead']:10.2f} {r['median-overhead'] / base:10.2f}x")
+        print(
+            f"{r['config']:24s} {r['median-wall']:12.2f} {r['median-train']:15.2f} "
+            f"{r['median-overhead']:10.2f} {r['median-overhead'] / base:10.2f}x"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"measured": time.strftime("%Y-%m-%d %H:%M"),
-                                    "rounds": args.rounds, "results": results}, indent=2))
+    args.out.write_text(
+        json.dumps(
+            {
+                "measured": time.strftime("%Y-%m-%d %H:%M"),
+                "rounds": args.rounds,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
     print(f"results: {args.out}")
 
 

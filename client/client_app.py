@@ -45,11 +45,18 @@ def _work(msg: Message, context: Context, op: str, **extra) -> tuple[str, dict]:
         run = RunSettings.from_config(context.run_config)
         site = SiteSettings.from_config(context.node_config, run)
     except ConfigError as exc:
-        return str(context.node_config.get("site-name", "site")), {"status": "declined",
-                                                                  "reason": str(exc)}
+        return str(context.node_config.get("site-name", "site")), {
+            "status": "declined",
+            "reason": str(exc),
+        }
     arrays = msg.content[keys.ARRAYS]
-    req = {"op": op, "site": asdict(site), "run": asdict(run),
-           "weights": {name: arrays[name].numpy() for name in arrays.keys()}, **extra}
+    req = {
+        "op": op,
+        "site": asdict(site),
+        "run": asdict(run),
+        "weights": {name: arrays[name].numpy() for name in arrays.keys()},
+        **extra,
+    }
     reply = trainer.request(site.state_dir, req, timeout=run.round_timeout)
     if reply is None:
         reply = trainer.handle(req)
@@ -63,23 +70,35 @@ def train(msg: Message, context: Context) -> Message:
     """Train the received global model on local data; reply with weights and metrics."""
     startup, start = _process_age(), time.perf_counter()
     config = msg.content[keys.CONFIG]
-    name, reply = _work(msg, context, "train", round=int(config[keys.SERVER_ROUND]),
-                        proximal_mu=float(config.get(keys.PROXIMAL_MU, 0.0)))
+    name, reply = _work(
+        msg,
+        context,
+        "train",
+        round=int(config[keys.SERVER_ROUND]),
+        proximal_mu=float(config.get(keys.PROXIMAL_MU, 0.0)),
+    )
     if reply["status"] == "declined":
         return _decline(msg, name, reply["reason"])
     result = reply["result"]
-    metrics = MetricRecord({
-        keys.NUM_EXAMPLES: result["num_examples"],
-        keys.TRAIN_LOSS: result["train_loss"],
-        keys.VAL_DICE: result["val_dice"],
-        keys.VAL_EXAMPLES: result["val_examples"],
-        keys.TRAIN_SECONDS: result["train_seconds"],
-        keys.HANDLER_SECONDS: time.perf_counter() - start,
-        keys.STARTUP_SECONDS: startup,
-    })
+    metrics = MetricRecord(
+        {
+            keys.NUM_EXAMPLES: result["num_examples"],
+            keys.TRAIN_LOSS: result["train_loss"],
+            keys.VAL_DICE: result["val_dice"],
+            keys.VAL_EXAMPLES: result["val_examples"],
+            keys.TRAIN_SECONDS: result["train_seconds"],
+            keys.HANDLER_SECONDS: time.perf_counter() - start,
+            keys.STARTUP_SECONDS: startup,
+        }
+    )
     weights = ArrayRecord({k: Array(v) for k, v in result["weights"].items()})
-    content = RecordDict({keys.ARRAYS: weights, keys.METRICS: metrics,
-                          keys.SITE: ConfigRecord({keys.SITE_NAME: name})})
+    content = RecordDict(
+        {
+            keys.ARRAYS: weights,
+            keys.METRICS: metrics,
+            keys.SITE: ConfigRecord({keys.SITE_NAME: name}),
+        }
+    )
     return Message(content=content, reply_to=msg)
 
 
@@ -89,8 +108,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     name, reply = _work(msg, context, "evaluate")
     if reply["status"] == "declined":
         return _decline(msg, name, reply["reason"])
-    metrics = MetricRecord({keys.NUM_EXAMPLES: reply["result"]["n"],
-                            keys.VAL_DICE: reply["result"]["dice"]})
-    content = RecordDict({keys.METRICS: metrics,
-                          keys.SITE: ConfigRecord({keys.SITE_NAME: name})})
+    metrics = MetricRecord(
+        {keys.NUM_EXAMPLES: reply["result"]["n"], keys.VAL_DICE: reply["result"]["dice"]}
+    )
+    content = RecordDict({keys.METRICS: metrics, keys.SITE: ConfigRecord({keys.SITE_NAME: name})})
     return Message(content=content, reply_to=msg)

@@ -64,8 +64,10 @@ def load_site(site: SiteSettings, run: RunSettings) -> tuple[SiteArrays, SiteArr
         raise Declined(f"site data unavailable: {exc}") from None
     if len(arrays) == 0:
         c = report.counts()
-        raise Declined(f"no usable cases ({c['rejected']} files rejected, {c['quarantined']} "
-                       f"quarantined; see intake_report.json in the site's state dir)")
+        raise Declined(
+            f"no usable cases ({c['rejected']} files rejected, {c['quarantined']} "
+            f"quarantined; see intake_report.json in the site's state dir)"
+        )
     return arrays.split(site.val_fraction, seed=run.seed)
 
 
@@ -74,8 +76,13 @@ def site_seed(site: SiteSettings) -> int:
     return int(hashlib.sha256(site.site_name.encode()).hexdigest()[:6], 16)
 
 
-def train_round(site: SiteSettings, run: RunSettings, weights: Weights,
-                server_round: int, proximal_mu: float = 0.0) -> RoundResult:
+def train_round(
+    site: SiteSettings,
+    run: RunSettings,
+    weights: Weights,
+    server_round: int,
+    proximal_mu: float = 0.0,
+) -> RoundResult:
     """Load the global weights, train locally, validate locally.
 
     Args:
@@ -94,9 +101,14 @@ def train_round(site: SiteSettings, run: RunSettings, weights: Weights,
     model = _model(run, weights)
     stats = train(model, train_data, run.train_settings(server_round, site_seed(site), proximal_mu))
     val_dice = evaluate(model, val_data)["overall"]["dice"] if len(val_data) else float("nan")
-    return RoundResult(weights={k: v.detach().numpy() for k, v in model.state_dict().items()}, num_examples=stats.examples,
-                       train_loss=stats.loss, val_dice=val_dice, val_examples=len(val_data),
-                       train_seconds=stats.seconds)
+    return RoundResult(
+        weights={k: v.detach().numpy() for k, v in model.state_dict().items()},
+        num_examples=stats.examples,
+        train_loss=stats.loss,
+        val_dice=val_dice,
+        val_examples=len(val_data),
+        train_seconds=stats.seconds,
+    )
 
 
 def evaluate_round(site: SiteSettings, run: RunSettings, weights: Weights) -> tuple[float, int]:
@@ -111,4 +123,3 @@ def evaluate_round(site: SiteSettings, run: RunSettings, weights: Weights) -> tu
     if len(val_data) == 0:
         raise Declined("no local validation cases (fewer than 5 usable cases)")
     return evaluate(_model(run, weights), val_data)["overall"]["dice"], len(val_data)
-

@@ -93,7 +93,9 @@ def request(state_dir: str | Path, req: dict, timeout: float):
             send_frame(sock, {**req, "code": code_version()})
             reply = recv_frame(sock)
     except OSError as exc:
-        logger.warning("site trainer unavailable (%s); training in this process", type(exc).__name__)
+        logger.warning(
+            "site trainer unavailable (%s); training in this process", type(exc).__name__
+        )
         return None
     if reply is None or reply.get("status") == "incompatible":
         logger.warning("site trainer runs other code; restart it. Training in this process")
@@ -110,7 +112,9 @@ def handle(req: dict) -> dict:
     run = RunSettings(**req["run"])
     try:
         if req["op"] == "train":
-            result = train_round(site, run, req["weights"], req["round"], req.get("proximal_mu", 0.0))
+            result = train_round(
+                site, run, req["weights"], req["round"], req.get("proximal_mu", 0.0)
+            )
             return {"status": "ok", "result": asdict(result)}
         if req["op"] == "evaluate":
             dice, n = evaluate_round(site, run, req["weights"])

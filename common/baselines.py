@@ -21,8 +21,9 @@ from common.training import TrainSettings, evaluate, train
 logger = logging.getLogger(__name__)
 
 
-def run_baselines(sites: dict[str, SiteArrays], heldout: SiteArrays, run: RunSettings,
-                  progress=None) -> dict:
+def run_baselines(
+    sites: dict[str, SiteArrays], heldout: SiteArrays, run: RunSettings, progress=None
+) -> dict:
     """Train and evaluate the local-only and centralised baselines.
 
     Args:
@@ -40,8 +41,9 @@ def run_baselines(sites: dict[str, SiteArrays], heldout: SiteArrays, run: RunSet
     from common.networks import create_network
 
     epochs = run.num_server_rounds * run.local_epochs
-    settings = TrainSettings(epochs=epochs, batch_size=run.batch_size,
-                             learning_rate=run.learning_rate, seed=run.seed)
+    settings = TrainSettings(
+        epochs=epochs, batch_size=run.batch_size, learning_rate=run.learning_rate, seed=run.seed
+    )
     torch.manual_seed(run.seed)
     initial = create_network(run.network).state_dict()
 
@@ -51,8 +53,11 @@ def run_baselines(sites: dict[str, SiteArrays], heldout: SiteArrays, run: RunSet
         train(model, data, settings)
         return evaluate(model, heldout)
 
-    out: dict = {"epochs": epochs, "local-only": {},
-                 "site-vendors": sorted({str(v) for d in sites.values() for v in d.vendors})}
+    out: dict = {
+        "epochs": epochs,
+        "local-only": {},
+        "site-vendors": sorted({str(v) for d in sites.values() for v in d.vendors}),
+    }
     for name, data in sites.items():
         if len(data) == 0:
             continue

@@ -38,7 +38,9 @@ def _from_config(cls: type[T], config: Mapping[str, Any], what: str) -> T:
                 value = {"true": True, "false": False}[value.lower()]
             kwargs[f.name] = kind(value)
         except (KeyError, TypeError, ValueError):
-            raise ConfigError(f"{what} key {key!r} must be {kind.__name__}, got {value!r}") from None
+            raise ConfigError(
+                f"{what} key {key!r} must be {kind.__name__}, got {value!r}"
+            ) from None
     return cls(**kwargs)
 
 
@@ -73,19 +75,22 @@ class RunSettings:
         if self.round_timeout <= 0:
             raise ConfigError(f"round-timeout must be > 0 seconds, got {self.round_timeout}")
         if self.reply_poll_interval <= 0:
-            raise ConfigError(f"reply-poll-interval must be > 0 seconds, got {self.reply_poll_interval}")
+            raise ConfigError(
+                f"reply-poll-interval must be > 0 seconds, got {self.reply_poll_interval}"
+            )
         if not 0.0 <= self.fraction_evaluate <= 1.0:
             raise ConfigError(f"fraction-evaluate must be in [0, 1], got {self.fraction_evaluate}")
         if self.image_size < 32 or self.image_size % 16:
-            raise ConfigError(f"image-size must be a multiple of 16 and >= 32, got {self.image_size}")
+            raise ConfigError(
+                f"image-size must be a multiple of 16 and >= 32, got {self.image_size}"
+            )
 
     @classmethod
     def from_config(cls, run_config: Mapping[str, Any]) -> RunSettings:
         """Read a Flower ``run_config`` (missing keys take the defaults)."""
         return _from_config(cls, run_config, "run_config")
 
-    def train_settings(self, server_round: int = 0, site_seed: int = 0,
-                       proximal_mu: float = 0.0):
+    def train_settings(self, server_round: int = 0, site_seed: int = 0, proximal_mu: float = 0.0):
         """Local training settings for one round (seeded by round and site).
 
         Args:
@@ -99,8 +104,10 @@ class RunSettings:
         from common.training import TrainSettings
 
         return TrainSettings(
-            epochs=self.local_epochs, batch_size=self.batch_size,
-            learning_rate=self.learning_rate, proximal_mu=proximal_mu,
+            epochs=self.local_epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            proximal_mu=proximal_mu,
             seed=self.seed * 100_003 + server_round * 1009 + site_seed,
         )
 
@@ -123,26 +130,35 @@ class SiteSettings:
 
     def __post_init__(self) -> None:
         if not self.data_dir:
-            raise ConfigError("node_config needs data-dir: start the SuperNode with "
-                              "--node-config 'data-dir=\"/path/to/images\" state-dir=\"/path\"'")
+            raise ConfigError(
+                "node_config needs data-dir: start the SuperNode with "
+                '--node-config \'data-dir="/path/to/images" state-dir="/path"\''
+            )
         if not self.state_dir:
             raise ConfigError("node_config needs state-dir (a private, writable folder)")
 
     @classmethod
-    def from_config(cls, node_config: Mapping[str, Any],
-                    run: RunSettings | None = None) -> SiteSettings:
+    def from_config(
+        cls, node_config: Mapping[str, Any], run: RunSettings | None = None
+    ) -> SiteSettings:
         """Read a Flower ``node_config``.
 
         On the Simulation Engine a virtual SuperNode's node_config holds only
         ``partition-id``; site ``i`` (counting from 1) then reads
         ``run.sim_data_root/site-i`` and keeps its state in ``run.sim_state_root/site-i``.
         """
-        if "data-dir" not in node_config and "partition-id" in node_config and run \
-                and run.sim_data_root:
+        if (
+            "data-dir" not in node_config
+            and "partition-id" in node_config
+            and run
+            and run.sim_data_root
+        ):
             name = f"site-{int(node_config['partition-id']) + 1}"
-            return cls(data_dir=str(Path(run.sim_data_root) / name),
-                       state_dir=str(Path(run.sim_state_root or run.sim_data_root) / name),
-                       site_name=name)
+            return cls(
+                data_dir=str(Path(run.sim_data_root) / name),
+                state_dir=str(Path(run.sim_state_root or run.sim_data_root) / name),
+                site_name=name,
+            )
         return _from_config(cls, node_config, "node_config")
 
     @property

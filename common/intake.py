@@ -81,8 +81,12 @@ class IntakeReport:
     def counts(self) -> dict[str, int]:
         """Number of files per fate, plus the total (they add up by construction)."""
         c = Counter(f.fate for f in self.files)
-        return {PROCESSED: c[PROCESSED], QUARANTINED: c[QUARANTINED], REJECTED: c[REJECTED],
-                "total": len(self.files)}
+        return {
+            PROCESSED: c[PROCESSED],
+            QUARANTINED: c[QUARANTINED],
+            REJECTED: c[REJECTED],
+            "total": len(self.files),
+        }
 
     def to_json(self) -> dict:
         """A JSON-ready dict. It names local input files, whose paths may carry
@@ -189,17 +193,25 @@ def _dicom_pixels(ds) -> np.ndarray:
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     if ts is not None and not ts.is_compressed:
-        expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
-                    * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.BitsAllocated)) // 8
+        expected = (
+            int(ds.Rows)
+            * int(ds.Columns)
+            * int(ds.get("SamplesPerPixel", 1))
+            * int(ds.get("NumberOfFrames", 1) or 1)
+            * int(ds.BitsAllocated)
+        ) // 8
         if len(ds.PixelData) < expected:
-            raise IntakeError(f"pixel data truncated: {len(ds.PixelData)} of {expected} bytes "
-                              "(file cut short in transfer?)")
+            raise IntakeError(
+                f"pixel data truncated: {len(ds.PixelData)} of {expected} bytes "
+                "(file cut short in transfer?)"
+            )
     try:
         arr = ds.pixel_array
     except Exception as exc:
         ts = ds.file_meta.get("TransferSyntaxUID", "unknown") if hasattr(ds, "file_meta") else "?"
-        raise IntakeError(f"pixel data cannot be decoded (transfer syntax {ts}: "
-                          f"{type(exc).__name__})") from None
+        raise IntakeError(
+            f"pixel data cannot be decoded (transfer syntax {ts}: {type(exc).__name__})"
+        ) from None
     return arr
 
 
@@ -211,12 +223,16 @@ def _image_from_dicom(ds) -> np.ndarray:
         key = (str(ds.get("Manufacturer", "")), str(ds.get("ManufacturerModelName", "")))
         band = BURNED_IN_REGIONS.get(key)
         if band is None:
-            raise IntakeError("burned-in annotation on a device with no known text region",
-                              quarantine=True)
+            raise IntakeError(
+                "burned-in annotation on a device with no known text region", quarantine=True
+            )
         arr = arr.copy()
         rows = int(np.ceil(arr.shape[0] * band))
-        background = arr[rows:].min() if str(ds.PhotometricInterpretation) == "MONOCHROME2" \
+        background = (
+            arr[rows:].min()
+            if str(ds.PhotometricInterpretation) == "MONOCHROME2"
             else arr[rows:].max()
+        )
         arr[:rows] = background
     return imaging.dicom_to_unit(ds, arr)
 
@@ -262,9 +278,14 @@ class _Case:
 # ---------------------------------------------------------------------------- prepare
 
 
-def prepare_site(data_dir: Path, state_dir: Path, image_size: int = 128,
-                 secret: SiteSecret | None = None, force: bool = False,
-                 progress=None) -> tuple[SiteArrays, IntakeReport]:
+def prepare_site(
+    data_dir: Path,
+    state_dir: Path,
+    image_size: int = 128,
+    secret: SiteSecret | None = None,
+    force: bool = False,
+    progress=None,
+) -> tuple[SiteArrays, IntakeReport]:
     """De-identify, check, preprocess and cache a site's data directory.
 
     Args:
@@ -283,8 +304,10 @@ def prepare_site(data_dir: Path, state_dir: Path, image_size: int = 128,
     """
     data_dir, state_dir = Path(data_dir), Path(state_dir)
     if not data_dir.is_dir():
-        raise IntakeError(f"data dir {data_dir} does not exist or is not a folder; "
-                          "set the SuperNode's node_config data-dir to the site's images")
+        raise IntakeError(
+            f"data dir {data_dir} does not exist or is not a folder; "
+            "set the SuperNode's node_config data-dir to the site's images"
+        )
     state_dir.mkdir(parents=True, exist_ok=True)
     cache_npz = state_dir / "cache" / f"site-{image_size}.npz"
     cache_meta = cache_npz.with_suffix(".json")
@@ -344,8 +367,12 @@ def prepare_site(data_dir: Path, state_dir: Path, image_size: int = 128,
             image = _image_from_dicom(ds)
             uid = str(ds.SOPInstanceUID)
             vendor = f"{ds.get('Manufacturer', 'unknown')} {ds.get('ManufacturerModelName', '')}"
-            cases[uid] = _Case(image=image, vendor=vendor.strip(), case=str(ds.get("PatientID", uid)),
-                               sources=[rel])
+            cases[uid] = _Case(
+                image=image,
+                vendor=vendor.strip(),
+                case=str(ds.get("PatientID", uid)),
+                sources=[rel],
+            )
         except IntakeError as exc:
             if exc.quarantine:
                 _quarantine(path, state_dir, len(fates))
@@ -358,8 +385,9 @@ def prepare_site(data_dir: Path, state_dir: Path, image_size: int = 128,
                 raise IntakeError("mask whose source image is missing or was not usable")
             mask = _mask_from_seg(ds)
             if mask.shape != cases[ref].image.shape:
-                raise IntakeError(f"mask size {mask.shape} differs from its image "
-                                  f"{cases[ref].image.shape}")
+                raise IntakeError(
+                    f"mask size {mask.shape} differs from its image {cases[ref].image.shape}"
+                )
             cases[ref].mask = mask
             cases[ref].sources.append(rel)
         except IntakeError as exc:
@@ -386,8 +414,16 @@ def prepare_site(data_dir: Path, state_dir: Path, image_size: int = 128,
     # The report names input files (paths can carry identifiers): it stays in the state
     # dir for the site's staff. The cache holds only pseudonymised arrays and counts.
     report_path.write_text(json.dumps(report.to_json(), indent=2))
-    cache_meta.write_text(json.dumps({"fingerprint": fingerprint, "image_size": image_size,
-                                      "cases": report.cases, "counts": report.counts()}))
+    cache_meta.write_text(
+        json.dumps(
+            {
+                "fingerprint": fingerprint,
+                "image_size": image_size,
+                "cases": report.cases,
+                "counts": report.counts(),
+            }
+        )
+    )
     logger.info("prepared site: %d cases, %s", report.cases, report.counts())
     return arrays, report
 
@@ -450,9 +486,15 @@ def _to_arrays(cases: list[_Case], size: int) -> SiteArrays:
             masks2[i], has2[i] = imaging.resize_mask(c.mask2, size), True
         if c.fov is not None:
             fov[i] = imaging.resize_mask(c.fov, size)
-    return SiteArrays(images=images, masks=masks, vendors=np.array([c.vendor for c in cases], dtype=str),
-                      cases=np.array([c.case for c in cases], dtype=str), masks2=masks2,
-                      has_mask2=has2, fov=fov)
+    return SiteArrays(
+        images=images,
+        masks=masks,
+        vendors=np.array([c.vendor for c in cases], dtype=str),
+        cases=np.array([c.case for c in cases], dtype=str),
+        masks2=masks2,
+        has_mask2=has2,
+        fov=fov,
+    )
 
 
 def _summarise(report: IntakeReport, cases: list[_Case], arrays: SiteArrays) -> None:

@@ -1,19 +1,19 @@
 """Record and metric keys exchanged between the ServerApp and ClientApps: one place."""
 
 # RecordDict entries
-ARRAYS = "arrays"          # ArrayRecord: model weights
-CONFIG = "config"          # ConfigRecord: per-round settings from the server
-METRICS = "metrics"        # MetricRecord: numbers a site reports
-SITE = "site"              # ConfigRecord: who replied, and why a round was declined
+ARRAYS = "arrays"  # ArrayRecord: model weights
+CONFIG = "config"  # ConfigRecord: per-round settings from the server
+METRICS = "metrics"  # MetricRecord: numbers a site reports
+SITE = "site"  # ConfigRecord: who replied, and why a round was declined
 
 # ConfigRecord keys
-SERVER_ROUND = "server-round"   # set by Flower's strategies
-PROXIMAL_MU = "proximal-mu"     # set by FedProx
+SERVER_ROUND = "server-round"  # set by Flower's strategies
+PROXIMAL_MU = "proximal-mu"  # set by FedProx
 SITE_NAME = "name"
-DECLINED = "declined"           # reason text; present only when a site declines
+DECLINED = "declined"  # reason text; present only when a site declines
 
 # MetricRecord keys
-NUM_EXAMPLES = "num-examples"   # the weighting key of FedAvg and friends
+NUM_EXAMPLES = "num-examples"  # the weighting key of FedAvg and friends
 TRAIN_LOSS = "train-loss"
 VAL_DICE = "val-dice"
 VAL_EXAMPLES = "val-examples"

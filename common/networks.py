@@ -16,15 +16,29 @@ from common.errors import ConfigError
 def _unet():
     from monai.networks.nets import UNet
 
-    return UNet(spatial_dims=2, in_channels=1, out_channels=2, channels=(16, 32, 64, 128),
-                strides=(2, 2, 2), num_res_units=1, norm="instance")
+    return UNet(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=2,
+        channels=(16, 32, 64, 128),
+        strides=(2, 2, 2),
+        num_res_units=1,
+        norm="instance",
+    )
 
 
 def _segresnet():
     from monai.networks.nets import SegResNet
 
-    return SegResNet(spatial_dims=2, in_channels=1, out_channels=2, init_filters=8,
-                     blocks_down=(1, 2, 2), blocks_up=(1, 1), norm=("group", {"num_groups": 4}))
+    return SegResNet(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=2,
+        init_filters=8,
+        blocks_down=(1, 2, 2),
+        blocks_up=(1, 1),
+        norm=("group", {"num_groups": 4}),
+    )
 
 
 NETWORKS: dict[str, Callable] = {"unet": _unet, "segresnet": _segresnet}

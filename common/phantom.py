@@ -81,17 +81,44 @@ class VendorProfile:
 
 #: The simulated vendors. Sites scan on the first ones; the held-out set adds one no site has.
 VENDORS: tuple[VendorProfile, ...] = (
-    VendorProfile("Northwind Imaging", "NW-DR 300", size=256, bits_stored=12, gamma=1.0,
-                  noise=0.015, blur=0.6),
-    VendorProfile("Helios Medical", "Helix DX-9", size=320, bits_stored=14, gamma=0.6,
-                  noise=0.03, blur=1.4, monochrome1=True, rescale_slope=0.5,
-                  rescale_intercept=-1024.0, burned_in_fraction=0.3),
-    VendorProfile("Kestrel Diagnostics", "KX-12 Flat Panel", size=192, bits_stored=10,
-                  gamma=1.5, noise=0.04, blur=0.3),
+    VendorProfile(
+        "Northwind Imaging", "NW-DR 300", size=256, bits_stored=12, gamma=1.0, noise=0.015, blur=0.6
+    ),
+    VendorProfile(
+        "Helios Medical",
+        "Helix DX-9",
+        size=320,
+        bits_stored=14,
+        gamma=0.6,
+        noise=0.03,
+        blur=1.4,
+        monochrome1=True,
+        rescale_slope=0.5,
+        rescale_intercept=-1024.0,
+        burned_in_fraction=0.3,
+    ),
+    VendorProfile(
+        "Kestrel Diagnostics",
+        "KX-12 Flat Panel",
+        size=192,
+        bits_stored=10,
+        gamma=1.5,
+        noise=0.04,
+        blur=0.3,
+    ),
     # The held-out vendor combines what each site sees only part of: Kestrel's noise,
     # Helios' blur and inverted storage, a response curve between the sites' curves.
-    VendorProfile("Orion Radiology Systems", "Orion Pro 7", size=288, bits_stored=16,
-                  gamma=1.2, noise=0.045, blur=1.6, monochrome1=True, rescale_slope=2.0),
+    VendorProfile(
+        "Orion Radiology Systems",
+        "Orion Pro 7",
+        size=288,
+        bits_stored=16,
+        gamma=1.2,
+        noise=0.045,
+        blur=1.6,
+        monochrome1=True,
+        rescale_slope=2.0,
+    ),
 )
 
 
@@ -131,12 +158,24 @@ def make_phantom(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray,
     att[body] = 0.45
     lungs = np.zeros_like(body)
     for side in (-1, 1):
-        lung = _ellipse(x, y, side * rng.uniform(0.33, 0.4), rng.uniform(-0.12, -0.02),
-                        rng.uniform(0.22, 0.28), rng.uniform(0.5, 0.6))
+        lung = _ellipse(
+            x,
+            y,
+            side * rng.uniform(0.33, 0.4),
+            rng.uniform(-0.12, -0.02),
+            rng.uniform(0.22, 0.28),
+            rng.uniform(0.5, 0.6),
+        )
         lungs |= lung
     att[lungs] = 0.18
-    heart = _ellipse(x, y, rng.uniform(0.04, 0.12), rng.uniform(0.2, 0.3),
-                     rng.uniform(0.2, 0.26), rng.uniform(0.2, 0.27))
+    heart = _ellipse(
+        x,
+        y,
+        rng.uniform(0.04, 0.12),
+        rng.uniform(0.2, 0.3),
+        rng.uniform(0.2, 0.26),
+        rng.uniform(0.2, 0.27),
+    )
     att[heart & body] = 0.55
     att[(np.abs(x) < 0.07) & body] = 0.72  # spine
     for k in range(9):  # ribs

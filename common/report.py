@@ -19,7 +19,11 @@ import json
 from pathlib import Path
 
 METRICS_FILE, BASELINES_FILE, RUN_FILE, REPORT_FILE = (
-    "metrics.jsonl", "baselines.json", "run.json", "report.html")
+    "metrics.jsonl",
+    "baselines.json",
+    "run.json",
+    "report.html",
+)
 
 
 def read_rounds(run_dir: Path) -> list[dict]:
@@ -61,7 +65,7 @@ def _baseline_rows(baselines: dict) -> list[tuple[str, dict]]:
 def results_rows(rounds: list[dict], baselines: dict) -> list[tuple[str, dict]]:
     """The results table's rows: federated (last and best round), then the baselines."""
     rows = []
-    scored = [r for r in rounds if r.get("heldout")]
+    scored = [r for r in rounds if r.get("heldout") and r["round"] > 0]
     if scored:
         last = scored[-1]
         best = max(scored, key=lambda r: r["heldout"]["overall"]["dice"])
@@ -83,11 +87,21 @@ def _plot_rounds(rounds: list[dict], vendors: list[str], baselines: dict) -> str
     xs = [r["round"] for r in scored]
     for v in ["overall"] + vendors:
         ys = [r["heldout"].get(v, {}).get("dice", float("nan")) for r in scored]
-        ax.plot(xs, ys, marker="o", lw=2.5 if v == "overall" else 1.5,
-                color="black" if v == "overall" else None, label=v)
+        ax.plot(
+            xs,
+            ys,
+            marker="o",
+            lw=2.5 if v == "overall" else 1.5,
+            color="black" if v == "overall" else None,
+            label=v,
+        )
     if "centralised" in baselines:
-        ax.axhline(baselines["centralised"]["overall"]["dice"], ls="--", color="grey",
-                   label="centralised (overall)")
+        ax.axhline(
+            baselines["centralised"]["overall"]["dice"],
+            ls="--",
+            color="grey",
+            label="centralised (overall)",
+        )
     ax.set_xlabel("round")
     ax.set_ylabel("held-out Dice")
     ax.set_ylim(0, 1)
@@ -140,16 +154,23 @@ def render(run_dir: Path) -> Path:
     rows = results_rows(rounds, baselines)
     esc = html.escape
 
+    unseen = " <em>(no site has it)</em>"
     head = "".join(
-        f"<th>Dice {esc(v)}{' <em>(no site has it)</em>' if site_vendors and v not in site_vendors else ''}</th>"
-        for v in vendors)
-    table = ["<table><tr><th>model</th>" + head +
-             "<th>Dice overall</th><th>IoU overall</th><th>HD95 overall (px)</th></tr>"]
+        f"<th>Dice {esc(v)}{unseen if site_vendors and v not in site_vendors else ''}</th>"
+        for v in vendors
+    )
+    table = [
+        "<table><tr><th>model</th>"
+        + head
+        + "<th>Dice overall</th><th>IoU overall</th><th>HD95 overall (px)</th></tr>"
+    ]
     for name, s in rows:
         cells = "".join(f"<td>{_fmt(s.get(v, {}).get('dice'))}</td>" for v in vendors)
         o = s.get("overall", {})
-        table.append(f"<tr><td>{esc(name)}</td>{cells}<td><b>{_fmt(o.get('dice'))}</b></td>"
-                     f"<td>{_fmt(o.get('iou'))}</td><td>{_fmt(o.get('hd95'))}</td></tr>")
+        table.append(
+            f"<tr><td>{esc(name)}</td>{cells}<td><b>{_fmt(o.get('dice'))}</b></td>"
+            f"<td>{_fmt(o.get('iou'))}</td><td>{_fmt(o.get('hd95'))}</td></tr>"
+        )
     table.append("</table>")
 
     site_rows = []
@@ -159,38 +180,49 @@ def render(run_dir: Path) -> Path:
             site_rows.append(
                 f"<tr><td>{r['round']}</td><td>{esc(str(t['site']))}</td><td>trained</td>"
                 f"<td>{int(t.get('num-examples', 0))}</td><td>{_fmt(t.get('train-loss'))}</td>"
-                f"<td>{_fmt(t.get('val-dice'))}</td><td>{_fmt(t.get('train-seconds'))}</td></tr>")
+                f"<td>{_fmt(t.get('val-dice'))}</td><td>{_fmt(t.get('train-seconds'))}</td></tr>"
+            )
         for d in s.get("declined", []):
-            site_rows.append(f"<tr class=warn><td>{r['round']}</td><td>{esc(str(d['site']))}</td>"
-                             f"<td colspan=5>declined: {esc(d['reason'])}</td></tr>")
+            site_rows.append(
+                f"<tr class=warn><td>{r['round']}</td><td>{esc(str(d['site']))}</td>"
+                f"<td colspan=5>declined: {esc(d['reason'])}</td></tr>"
+            )
         for f in s.get("failed", []):
-            site_rows.append(f"<tr class=warn><td>{r['round']}</td><td>node {f['node']}</td>"
-                             f"<td colspan=5>failed: {esc(str(f['error']))}</td></tr>")
+            site_rows.append(
+                f"<tr class=warn><td>{r['round']}</td><td>node {f['node']}</td>"
+                f"<td colspan=5>failed: {esc(str(f['error']))}</td></tr>"
+            )
         if s.get("missing"):
-            site_rows.append(f"<tr class=warn><td>{r['round']}</td><td>{s['missing']} site(s)</td>"
-                             f"<td colspan=5>no reply within the round timeout</td></tr>")
+            site_rows.append(
+                f"<tr class=warn><td>{r['round']}</td><td>{s['missing']} site(s)</td>"
+                f"<td colspan=5>no reply within the round timeout</td></tr>"
+            )
 
-    plots = [p for p in (_plot_rounds(rounds, vendors, baselines),
-                         _plot_comparison(rows, vendors)) if p]
+    plots = [
+        p for p in (_plot_rounds(rounds, vendors, baselines), _plot_comparison(rows, vendors)) if p
+    ]
     notes = []
     if baselines:
-        notes.append(f"Baselines trained for {baselines.get('epochs', '?')} epochs, the same "
-                     "number of passes over local data as the federated run "
-                     "(rounds × local epochs), and evaluated on the same held-out set.")
+        notes.append(
+            f"Baselines trained for {baselines.get('epochs', '?')} epochs, the same "
+            "number of passes over local data as the federated run "
+            "(rounds × local epochs), and evaluated on the same held-out set."
+        )
     if site_vendors:
         notes.append("Site vendors: " + ", ".join(sorted(site_vendors)) + ".")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>FedSynth run report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}tr.warn td{{background:#fff3cd}}
 pre{{background:#f6f6f6;padding:8px;font-size:12px}}</style></head><body>
 <h1>FedSynth run report</h1>
 <p>{len(rounds)} round(s) recorded. Held-out set evaluated at the server, per vendor. HD95 in
 pixels at the training resolution.</p>
-<h2>Results</h2>{''.join(table)}<p>{esc(' '.join(notes))}</p>
-{''.join(f'<img src="data:image/png;base64,{p}">' for p in plots)}
+<h2>Results</h2>{"".join(table)}<p>{esc(" ".join(notes))}</p>
+{"".join(f'<img src="data:image/png;base64,{p}">' for p in plots)}
 <h2>Sites per round</h2><table><tr><th>round</th><th>site</th><th>status</th><th>examples</th>
-<th>train loss</th><th>local val Dice</th><th>train s</th></tr>{''.join(site_rows)}</table>
+<th>train loss</th><th>local val Dice</th><th>train s</th></tr>{"".join(site_rows)}</table>
 <h2>Settings</h2><pre>{esc(json.dumps(run, indent=2))}</pre></body></html>"""
     out = run_dir / REPORT_FILE
     out.write_text(page)

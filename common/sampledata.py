@@ -28,20 +28,63 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from scipy import ndimage
 
 from common.phantom import VENDORS, VendorProfile, make_phantom
 
 logger = logging.getLogger(__name__)
 
-FIRST = ["John", "Maria", "Ahmed", "Li", "Sofia", "Pieter", "Aisha", "Kenji", "Olga", "Carlos",
-         "Fatima", "Jonas", "Priya", "Tomasz", "Grace", "Mehmet", "Ana", "Erik", "Noor", "Luca"]
-LAST = ["Smith", "Garcia", "Haddad", "Wang", "Rossi", "de Vries", "Okafor", "Tanaka", "Ivanova",
-        "Silva", "Khan", "Berg", "Sharma", "Nowak", "Murphy", "Yilmaz", "Costa", "Lund",
-        "Rahman", "Bianchi"]
-HOSPITALS = ["St. Aurelia General Hospital", "Riverside University Medical Centre",
-             "Northgate Children's and Adults' Hospital", "Hillcrest Regional Clinic",
-             "Lakeside Memorial Hospital", "Old Mill Community Hospital"]
+FIRST = [
+    "John",
+    "Maria",
+    "Ahmed",
+    "Li",
+    "Sofia",
+    "Pieter",
+    "Aisha",
+    "Kenji",
+    "Olga",
+    "Carlos",
+    "Fatima",
+    "Jonas",
+    "Priya",
+    "Tomasz",
+    "Grace",
+    "Mehmet",
+    "Ana",
+    "Erik",
+    "Noor",
+    "Luca",
+]
+LAST = [
+    "Smith",
+    "Garcia",
+    "Haddad",
+    "Wang",
+    "Rossi",
+    "de Vries",
+    "Okafor",
+    "Tanaka",
+    "Ivanova",
+    "Silva",
+    "Khan",
+    "Berg",
+    "Sharma",
+    "Nowak",
+    "Murphy",
+    "Yilmaz",
+    "Costa",
+    "Lund",
+    "Rahman",
+    "Bianchi",
+]
+HOSPITALS = [
+    "St. Aurelia General Hospital",
+    "Riverside University Medical Centre",
+    "Northgate Children's and Adults' Hospital",
+    "Hillcrest Regional Clinic",
+    "Lakeside Memorial Hospital",
+    "Old Mill Community Hospital",
+]
 CITIES = ["Utrecht", "Leeds", "Porto", "Graz", "Aarhus", "Lyon"]
 
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
@@ -97,7 +140,7 @@ def _patient(rng: np.random.Generator, site: SiteSpec, index: int) -> dict:
         "age": f"{(study - birth).days // 365:03d}Y",
         "study_date": study,
         "study_time": f"{int(rng.integers(7, 19)):02d}{int(rng.integers(0, 60)):02d}"
-                      f"{int(rng.integers(0, 60)):02d}",
+        f"{int(rng.integers(0, 60)):02d}",
         "accession": f"ACC{int(rng.integers(10**6, 10**7))}",
         "referring": f"{LAST[int(rng.integers(len(LAST)))]}^{FIRST[int(rng.integers(20))]}^^Dr.",
         "operator": f"{LAST[int(rng.integers(len(LAST)))]}^{FIRST[int(rng.integers(20))]}",
@@ -107,8 +150,9 @@ def _patient(rng: np.random.Generator, site: SiteSpec, index: int) -> dict:
     }
 
 
-def _image_dataset(rng: np.random.Generator, site: SiteSpec, p: dict, stored: np.ndarray,
-                   burned_in: bool):
+def _image_dataset(
+    rng: np.random.Generator, site: SiteSpec, p: dict, stored: np.ndarray, burned_in: bool
+):
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 
@@ -132,8 +176,9 @@ def _image_dataset(rng: np.random.Generator, site: SiteSpec, p: dict, stored: np
     ds.Modality = "DX"
     ds.PresentationIntentType = "FOR PRESENTATION"
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = ds.AcquisitionDate = (
-        p["study_date"].strftime("%Y%m%d"))
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = ds.AcquisitionDate = p["study_date"].strftime(
+        "%Y%m%d"
+    )
     ds.StudyTime = ds.SeriesTime = ds.ContentTime = p["study_time"]
     ds.AccessionNumber = p["accession"]
     ds.StudyID = f"S{p['index']:05d}"
@@ -246,14 +291,20 @@ def default_sites(n_sites: int, cases_per_site: int) -> list[SiteSpec]:
         raise ValueError(f"--cases-per-site must be at least 4, got {cases_per_site}")
     site_vendors = VENDORS[:-1]
     return [
-        SiteSpec(f"site-{i + 1}", site_vendors[i % len(site_vendors)], cases_per_site,
-                 HOSPITALS[i % len(HOSPITALS)], CITIES[i % len(CITIES)])
+        SiteSpec(
+            f"site-{i + 1}",
+            site_vendors[i % len(site_vendors)],
+            cases_per_site,
+            HOSPITALS[i % len(HOSPITALS)],
+            CITIES[i % len(CITIES)],
+        )
         for i in range(n_sites)
     ]
 
 
-def write_case(out_dir: Path, site: SiteSpec, rng: np.random.Generator, index: int,
-               with_mask: bool = True) -> dict:
+def write_case(
+    out_dir: Path, site: SiteSpec, rng: np.random.Generator, index: int, with_mask: bool = True
+) -> dict:
     """Write one patient's image (and SEG) under ``out_dir/<patient-id>/``.
 
     Returns:
@@ -289,14 +340,21 @@ def _plant_defects(site_dir: Path, site: SiteSpec, rng: np.random.Generator) -> 
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
     defects.append({"file": f"{trunc['patient_id']}/image.dcm", "kind": "truncated DICOM"})
-    defects.append({"file": f"{trunc['patient_id']}/nodules.seg.dcm",
-                    "kind": "mask whose image is unreadable"})
+    defects.append(
+        {"file": f"{trunc['patient_id']}/nodules.seg.dcm", "kind": "mask whose image is unreadable"}
+    )
     return defects
 
 
-def write_consortium(out: Path, n_sites: int = 3, cases_per_site: int = 40,
-                     heldout_per_vendor: int = 16, seed: int = 0, defects: bool = True,
-                     progress=None) -> dict:
+def write_consortium(
+    out: Path,
+    n_sites: int = 3,
+    cases_per_site: int = 40,
+    heldout_per_vendor: int = 16,
+    seed: int = 0,
+    defects: bool = True,
+    progress=None,
+) -> dict:
     """Generate the sample consortium under ``out`` and return its manifest.
 
     Args:
@@ -324,25 +382,40 @@ def write_consortium(out: Path, n_sites: int = 3, cases_per_site: int = 40,
             burned += write_case(site_dir, site, rng, c)["burned_in"]
             if progress:
                 progress(1)
-        entry = {"name": site.name, "dir": site.name, "manufacturer": site.vendor.manufacturer,
-                 "model": site.vendor.model, "cases": site.cases, "burned_in": burned,
-                 "institution": site.institution, "defects": []}
+        entry = {
+            "name": site.name,
+            "dir": site.name,
+            "manufacturer": site.vendor.manufacturer,
+            "model": site.vendor.model,
+            "cases": site.cases,
+            "burned_in": burned,
+            "institution": site.institution,
+            "defects": [],
+        }
         if defects and s_idx == len(sites) - 1:
-            entry["defects"] = _plant_defects(site_dir, site,
-                                              np.random.default_rng([seed, s_idx, 99999]))
+            entry["defects"] = _plant_defects(
+                site_dir, site, np.random.default_rng([seed, s_idx, 99999])
+            )
         manifest["sites"].append(entry)
     site_vendors = {s.vendor.model for s in sites}
     held = []
     for v_idx, vendor in enumerate(VENDORS):
-        spec = SiteSpec("heldout", vendor, heldout_per_vendor, "Coordinator Reference Set",
-                        "Geneva")
+        spec = SiteSpec(
+            "heldout", vendor, heldout_per_vendor, "Coordinator Reference Set", "Geneva"
+        )
         for c in range(heldout_per_vendor):
             rng = np.random.default_rng([seed, 1000 + v_idx, c])
             write_case(out / "heldout", spec, rng, c)
             if progress:
                 progress(1)
-        held.append({"manufacturer": vendor.manufacturer, "model": vendor.model,
-                     "cases": heldout_per_vendor, "seen_by_sites": vendor.model in site_vendors})
+        held.append(
+            {
+                "manufacturer": vendor.manufacturer,
+                "model": vendor.model,
+                "cases": heldout_per_vendor,
+                "seen_by_sites": vendor.model in site_vendors,
+            }
+        )
     manifest["heldout"] = {"dir": "heldout", "vendors": held}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
@@ -351,9 +424,3 @@ def write_consortium(out: Path, n_sites: int = 3, cases_per_site: int = 40,
 def count_cases(n_sites: int, cases_per_site: int, heldout_per_vendor: int) -> int:
     """Number of cases :func:`write_consortium` writes (for progress bars)."""
     return n_sites * cases_per_site + len(VENDORS) * heldout_per_vendor
-
-
-def downsample_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """Nearest-neighbour resize of a binary mask (helper shared with tests)."""
-    zoom = (size / mask.shape[0], size / mask.shape[1])
-    return (ndimage.zoom(mask.astype(np.uint8), zoom, order=0) > 0).astype(np.uint8)

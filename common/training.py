@@ -64,8 +64,10 @@ class _AugmentedDataset:
         return len(self.data)
 
     def __getitem__(self, i: int) -> dict:
-        sample = {"image": self.data.images[i][None].astype(np.float32),
-                  "label": self.data.masks[i][None].astype(np.float32)}
+        sample = {
+            "image": self.data.images[i][None].astype(np.float32),
+            "label": self.data.masks[i][None].astype(np.float32),
+        }
         return self.transforms(sample) if self.transforms is not None else sample
 
 
@@ -91,13 +93,16 @@ def train(model, data: SiteArrays, settings: TrainSettings, augment: bool = True
         raise ValueError("cannot train on 0 cases")
     torch.manual_seed(settings.seed)
     transforms = train_transforms(settings.seed) if augment else None
-    loader = DataLoader(_AugmentedDataset(data, transforms), batch_size=settings.batch_size,
-                        shuffle=True, drop_last=len(data) > settings.batch_size,
-                        generator=torch.Generator().manual_seed(settings.seed))
+    loader = DataLoader(
+        _AugmentedDataset(data, transforms),
+        batch_size=settings.batch_size,
+        shuffle=True,
+        drop_last=len(data) > settings.batch_size,
+        generator=torch.Generator().manual_seed(settings.seed),
+    )
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-    anchor = ([p.detach().clone() for p in model.parameters()]
-              if settings.proximal_mu > 0 else None)
+    anchor = [p.detach().clone() for p in model.parameters()] if settings.proximal_mu > 0 else None
     model.train()
     start, steps, epoch_loss = time.perf_counter(), 0, 0.0
     for _ in range(settings.epochs):
@@ -114,8 +119,9 @@ def train(model, data: SiteArrays, settings: TrainSettings, augment: bool = True
             count += len(batch["image"])
             steps += 1
         epoch_loss = total / max(count, 1)
-    return TrainStats(loss=epoch_loss, steps=steps, seconds=time.perf_counter() - start,
-                      examples=len(data))
+    return TrainStats(
+        loss=epoch_loss, steps=steps, seconds=time.perf_counter() - start, examples=len(data)
+    )
 
 
 def predict(model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:

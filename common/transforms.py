@@ -29,15 +29,23 @@ def train_transforms(seed: int = 0):
         RandShiftIntensityd,
     )
 
-    pipeline = Compose([
-        RandFlipd(keys=("image", "label"), prob=0.5, spatial_axis=1),
-        RandAffined(keys=("image", "label"), prob=0.5, rotate_range=0.15, scale_range=0.1,
-                    mode=("bilinear", "nearest"), padding_mode="zeros"),
-        RandAdjustContrastd(keys="image", prob=0.5, gamma=(0.5, 2.0)),
-        RandScaleIntensityd(keys="image", prob=0.3, factors=0.2),
-        RandShiftIntensityd(keys="image", prob=0.3, offsets=0.1),
-        RandGaussianSmoothd(keys="image", prob=0.2, sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0)),
-        RandGaussianNoised(keys="image", prob=0.3, std=0.03),
-    ])
+    pipeline = Compose(
+        [
+            RandFlipd(keys=("image", "label"), prob=0.5, spatial_axis=1),
+            RandAffined(
+                keys=("image", "label"),
+                prob=0.5,
+                rotate_range=0.15,
+                scale_range=0.1,
+                mode=("bilinear", "nearest"),
+                padding_mode="zeros",
+            ),
+            RandAdjustContrastd(keys="image", prob=0.5, gamma=(0.5, 2.0)),
+            RandScaleIntensityd(keys="image", prob=0.3, factors=0.2),
+            RandShiftIntensityd(keys="image", prob=0.3, offsets=0.1),
+            RandGaussianSmoothd(keys="image", prob=0.2, sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0)),
+            RandGaussianNoised(keys="image", prob=0.3, std=0.03),
+        ]
+    )
     pipeline.set_random_state(seed=seed)
     return pipeline

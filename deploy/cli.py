@@ -1,11 +1,11 @@
 """``fedsynth``: the one command-line tool in front of everything a person does.
 
-    fedsynth sample-data OUT            generate the built-in sample consortium
-    fedsynth site prepare               de-identify, check and cache a site's data
-    fedsynth demo                       a whole consortium on this machine, end to end
-    fedsynth simulate                   the same apps on Flower's Simulation Engine
-    fedsynth baselines                  local-only and centralised references for a run
-    fedsynth report RUN_DIR             re-render a run's HTML report
+fedsynth sample-data OUT            generate the built-in sample consortium
+fedsynth site prepare               de-identify, check and cache a site's data
+fedsynth demo                       a whole consortium on this machine, end to end
+fedsynth simulate                   the same apps on Flower's Simulation Engine
+fedsynth baselines                  local-only and centralised references for a run
+fedsynth report RUN_DIR             re-render a run's HTML report
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from deploy.views import print_intake, print_results, progress_bar
+from deploy.views import print_intake, progress_bar
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="FedSynth: federated medical image segmentation across hospitals.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="FedSynth: federated medical image segmentation across hospitals.",
+)
 site_app = typer.Typer(no_args_is_help=True, help="What a hospital runs on its own machine.")
 app.add_typer(site_app, name="site")
 console = Console()
@@ -43,17 +46,31 @@ def sample_data(
     from common.sampledata import count_cases, write_consortium
 
     with _progress() as bar:
-        task = bar.add_task("writing DICOM", total=count_cases(sites, cases_per_site,
-                                                               heldout_per_vendor))
-        manifest = write_consortium(out, sites, cases_per_site, heldout_per_vendor, seed, defects,
-                                    progress=lambda n: bar.advance(task, n))
+        task = bar.add_task(
+            "writing DICOM", total=count_cases(sites, cases_per_site, heldout_per_vendor)
+        )
+        manifest = write_consortium(
+            out,
+            sites,
+            cases_per_site,
+            heldout_per_vendor,
+            seed,
+            defects,
+            progress=lambda n: bar.advance(task, n),
+        )
     table = Table("site", "vendor", "cases", "planted defects")
     for s in manifest["sites"]:
-        table.add_row(s["name"], f"{s['manufacturer']} {s['model']}", str(s["cases"]),
-                      str(len(s["defects"])))
+        table.add_row(
+            s["name"], f"{s['manufacturer']} {s['model']}", str(s["cases"]), str(len(s["defects"]))
+        )
     for v in manifest["heldout"]["vendors"]:
-        table.add_row("heldout", f"{v['manufacturer']} {v['model']}"
-                      + ("" if v["seen_by_sites"] else " (no site has it)"), str(v["cases"]), "")
+        table.add_row(
+            "heldout",
+            f"{v['manufacturer']} {v['model']}"
+            + ("" if v["seen_by_sites"] else " (no site has it)"),
+            str(v["cases"]),
+            "",
+        )
     console.print(table)
     console.print(f"manifest: {out / 'manifest.json'}")
 
@@ -78,8 +95,9 @@ def site_prepare(
             bar.advance(task, advance)
 
         try:
-            _, report = prepare_site(data_dir, state_dir, image_size, force=force,
-                                     progress=progress)
+            _, report = prepare_site(
+                data_dir, state_dir, image_size, force=force, progress=progress
+            )
         except IntakeError as exc:
             console.print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from None
@@ -122,9 +140,16 @@ def demo(
     overrides = {"num-server-rounds": rounds}
     if local_epochs is not None:
         overrides["local-epochs"] = local_epochs
-    report = run_demo(workdir.resolve(), overrides, extra=run_config, n_sites=sites,
-                      cases_per_site=cases_per_site, baselines=baselines, trainers=trainers,
-                      console=console)
+    report = run_demo(
+        workdir.resolve(),
+        overrides,
+        extra=run_config,
+        n_sites=sites,
+        cases_per_site=cases_per_site,
+        baselines=baselines,
+        trainers=trainers,
+        console=console,
+    )
     console.print(f"[bold green]report:[/] {report}")
 
 

@@ -19,11 +19,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from common.config import RunSettings
+from common.config import RunSettings, SiteSettings
 from common.intake import SiteArrays, load_cached, prepare_site
 from common.report import BASELINES_FILE, METRICS_FILE, render
 from deploy.local import LocalConsortium, SiteNode, app_dir
 from deploy.views import print_intake, print_results, progress_bar
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def default_run_config() -> dict:
@@ -54,9 +58,12 @@ def _ensure_data(data: Path, n_sites: int, cases_per_site: int, console: Console
         console.print(f"sample consortium: {data} (already there)")
         return json.loads(manifest.read_text())
     with progress_bar(console) as bar:
-        task = bar.add_task("generating sample DICOM", total=count_cases(n_sites, cases_per_site, 16))
-        return write_consortium(data, n_sites, cases_per_site, 16,
-                                progress=lambda n: bar.advance(task, n))
+        task = bar.add_task(
+            "generating sample DICOM", total=count_cases(n_sites, cases_per_site, 16)
+        )
+        return write_consortium(
+            data, n_sites, cases_per_site, 16, progress=lambda n: bar.advance(task, n)
+        )
 
 
 def _prepare(data: Path, state: Path, label: str, image_size: int, console: Console):
@@ -92,9 +99,16 @@ def _follow(run_dir: Path, rounds: int, console: Console):
     return bar, tick
 
 
-def run_demo(workdir: Path, overrides: dict, extra: str = "", n_sites: int = 3,
-             cases_per_site: int = 40, baselines: bool = True, trainers: bool = True,
-             console: Console | None = None) -> Path:
+def run_demo(
+    workdir: Path,
+    overrides: dict,
+    extra: str = "",
+    n_sites: int = 3,
+    cases_per_site: int = 40,
+    baselines: bool = True,
+    trainers: bool = True,
+    console: Console | None = None,
+) -> Path:
     """Run the whole demo; return the path of the report.
 
     Args:
@@ -111,7 +125,7 @@ def run_demo(workdir: Path, overrides: dict, extra: str = "", n_sites: int = 3,
         Path of ``report.html``.
     """
     console = console or Console()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` cleans up like Ctrl-C does
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     config = {**default_run_config(), **overrides, **parse_overrides(extra)}
@@ -127,33 +141,54 @@ def run_demo(workdir: Path, overrides: dict, extra: str = "", n_sites: int = 3,
     for site in manifest["sites"]:
         state = workdir / "state" / site["name"]
         _prepare(workdir / "data" / site["dir"], state, site["name"], run.image_size, console)
-        nodes.append(SiteNode(site["name"], {"site-name": site["name"],
-                                             "data-dir": str(workdir / "data" / site["dir"]),
-                                             "state-dir": str(state)}, trainer=trainers))
-    _prepare(Path(run.eval_dir), run_dir / "heldout-state", "held-out set (coordinator)",
-             run.image_size, console)
+        nodes.append(
+            SiteNode(
+                site["name"],
+                {
+                    "site-name": site["name"],
+                    "data-dir": str(workdir / "data" / site["dir"]),
+                    "state-dir": str(state),
+                },
+                trainer=trainers,
+            )
+        )
+    _prepare(
+        Path(run.eval_dir),
+        run_dir / "heldout-state",
+        "held-out set (coordinator)",
+        run.image_size,
+        console,
+    )
     timings["intake"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    console.print(f"starting a SuperLink and {len(nodes)} SuperNodes on localhost; "
-                  f"logs in {workdir / 'flwr' / 'logs'}")
+    console.print(
+        f"starting a SuperLink and {len(nodes)} SuperNodes on localhost; "
+        f"logs in {workdir / 'flwr' / 'logs'}"
+    )
     with LocalConsortium(workdir / "flwr", nodes) as consortium:
         run_id = consortium.submit(config)
-        console.print(f"run {run_id} submitted: {run.num_server_rounds} rounds of "
-                      f"{run.strategy}, {run.local_epochs} local epoch(s) per round")
+        console.print(
+            f"run {run_id} submitted: {run.num_server_rounds} rounds of "
+            f"{run.strategy}, {run.local_epochs} local epoch(s) per round"
+        )
         bar, tick = _follow(run_dir, run.num_server_rounds, console)
         with bar:
-            status = consortium.wait(run_id, timeout=run.num_server_rounds * run.round_timeout
-                                     + 300, on_tick=tick)
+            status = consortium.wait(
+                run_id, timeout=run.num_server_rounds * run.round_timeout + 300, on_tick=tick
+            )
     timings["federated"] = time.perf_counter() - t
     if status.get("status") != "finished:completed":
-        raise RuntimeError(f"run {run_id} ended as {status.get('status')}: "
-                           f"{status.get('status-details', '')}; see "
-                           f"{workdir / 'flwr' / 'logs' / f'run-{run_id}.log'}")
+        raise RuntimeError(
+            f"run {run_id} ended as {status.get('status')}: "
+            f"{status.get('status-details', '')}; see "
+            f"{workdir / 'flwr' / 'logs' / f'run-{run_id}.log'}"
+        )
     if baselines:
         t = time.perf_counter()
-        add_baselines(run_dir, [workdir / "state" / s["name"] for s in manifest["sites"]],
-                      console, run)
+        add_baselines(
+            run_dir, [workdir / "state" / s["name"] for s in manifest["sites"]], console, run
+        )
         timings["baselines"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     (run_dir / "timings.json").write_text(json.dumps(timings, indent=2))
@@ -162,15 +197,17 @@ def run_demo(workdir: Path, overrides: dict, extra: str = "", n_sites: int = 3,
     return render(run_dir)
 
 
-def _site_train_arrays(state_dir: Path, run: RunSettings, val_fraction: float = 0.2) -> SiteArrays:
+def _site_train_arrays(state_dir: Path, run: RunSettings,
+                       val_fraction: float = SiteSettings.val_fraction) -> SiteArrays:
     cache = Path(state_dir) / "cache" / f"site-{run.image_size}.npz"
     if not cache.exists():
         raise FileNotFoundError(f"no prepared cache at {cache}; run `fedsynth site prepare` first")
     return load_cached(cache).split(val_fraction, seed=run.seed)[0]
 
 
-def add_baselines(run_dir: Path, site_states: list[Path], console: Console,
-                  run: RunSettings | None = None) -> Path:
+def add_baselines(
+    run_dir: Path, site_states: list[Path], console: Console, run: RunSettings | None = None
+) -> Path:
     """Train local-only and centralised baselines for a finished run; update its report.
 
     Args:
@@ -187,8 +224,13 @@ def add_baselines(run_dir: Path, site_states: list[Path], console: Console,
     run_dir = Path(run_dir)
     if run is None:
         saved = json.loads((run_dir / "run.json").read_text())
-        run = RunSettings.from_config({k: v for k, v in saved.items()
-                                       if k.replace("-", "_") in RunSettings.__dataclass_fields__})
+        run = RunSettings.from_config(
+            {
+                k: v
+                for k, v in saved.items()
+                if k.replace("-", "_") in RunSettings.__dataclass_fields__
+            }
+        )
     heldout = load_cached(run_dir / "heldout-state" / "cache" / f"site-{run.image_size}.npz")
     sites = {Path(s).name: _site_train_arrays(Path(s), run) for s in site_states}
     with progress_bar(console) as bar:

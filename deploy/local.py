@@ -46,7 +46,8 @@ def app_dir() -> Path:
     if not pyproject.exists() or "[tool.flwr.app]" not in pyproject.read_text():
         raise FileNotFoundError(
             f"no Flower App at {root}: run FedSynth from a source checkout installed with "
-            "`pip install -e .`")
+            "`pip install -e .`"
+        )
     return root
 
 
@@ -149,8 +150,14 @@ class LocalConsortium:
             status = consortium.wait(run_id, timeout=600)
     """
 
-    def __init__(self, workdir: Path, sites: list[SiteNode], poll_interval: float = 0.1,
-                 database: bool = True, simulation: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        sites: list[SiteNode],
+        poll_interval: float = 0.1,
+        database: bool = True,
+        simulation: bool = False,
+    ) -> None:
         self.workdir = Path(workdir)
         self.sites = sites
         self.poll_interval = poll_interval
@@ -165,12 +172,22 @@ class LocalConsortium:
         home.mkdir(parents=True, exist_ok=True)
         logs = self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "FLWR_HOME": str(home),
-               "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(self.poll_interval),
-               "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
+        env = {
+            **os.environ,
+            "FLWR_HOME": str(home),
+            "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(self.poll_interval),
+            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        }
         log = open(logs / f"{name}.log", "ab")
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, cwd=self.workdir, start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=self.workdir,
+            start_new_session=True,
+        )
         log.close()
         self.procs[name] = proc
         return proc
@@ -179,8 +196,15 @@ class LocalConsortium:
         """Start the SuperLink, wait until it listens, then start every SuperNode."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        args = [_bin("flower-superlink"), "--insecure", "--host", "127.0.0.1",
-                "--port", str(self.port), "--disable-runtime-dependency-installation"]
+        args = [
+            _bin("flower-superlink"),
+            "--insecure",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-runtime-dependency-installation",
+        ]
         if self.database:
             args += ["--database", str(self.workdir / "superlink.db")]
         if self.simulation:
@@ -192,7 +216,8 @@ class LocalConsortium:
         self.cli_home.mkdir(parents=True, exist_ok=True)
         (self.cli_home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-            f'address = "127.0.0.1:{self.port}"\ninsecure = true\n')
+            f'address = "127.0.0.1:{self.port}"\ninsecure = true\n'
+        )
         return self
 
     def start_node(self, site: SiteNode) -> subprocess.Popen:
@@ -200,12 +225,22 @@ class LocalConsortium:
         if site.trainer:
             state = Path(site.node_config["state-dir"])
             (state / "trainer.sock").unlink(missing_ok=True)
-            self._spawn(f"{site.name}-trainer", [sys.executable, "-m", "deploy.cli", "site", "serve",
-                                                 "--state-dir", str(state)],
-                        self.workdir / "flwr-homes" / site.name)
+            self._spawn(
+                f"{site.name}-trainer",
+                [sys.executable, "-m", "deploy.cli", "site", "serve", "--state-dir", str(state)],
+                self.workdir / "flwr-homes" / site.name,
+            )
             self._wait_for(lambda: (state / "trainer.sock").exists(), f"{site.name}-trainer")
-        args = [_bin("flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{self.port}",
-                "--port", str(free_port()), "--node-config", toml_pairs(site.node_config)]
+        args = [
+            _bin("flower-supernode"),
+            "--insecure",
+            "--superlink",
+            f"127.0.0.1:{self.port}",
+            "--port",
+            str(free_port()),
+            "--node-config",
+            toml_pairs(site.node_config),
+        ]
         return self._spawn(site.name, args, self.workdir / "flwr-homes" / site.name)
 
     def stop_node(self, name: str) -> None:
@@ -219,13 +254,17 @@ class LocalConsortium:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.procs[name].poll() is not None:
-                raise RuntimeError(f"{name} exited with code {self.procs[name].returncode}; "
-                                   f"see {self.workdir / 'logs' / (name + '.log')}")
+                raise RuntimeError(
+                    f"{name} exited with code {self.procs[name].returncode}; "
+                    f"see {self.workdir / 'logs' / (name + '.log')}"
+                )
             if ready():
                 return
             time.sleep(0.2)
-        raise TimeoutError(f"{name} was not ready within {timeout:.0f} s; see "
-                           f"{self.workdir / 'logs' / (name + '.log')}")
+        raise TimeoutError(
+            f"{name} was not ready within {timeout:.0f} s; see "
+            f"{self.workdir / 'logs' / (name + '.log')}"
+        )
 
     @staticmethod
     def _listening(port: int) -> bool:
@@ -262,11 +301,18 @@ class LocalConsortium:
     def flwr(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
         """Run the ``flwr`` CLI against this consortium's SuperLink."""
         env = {**os.environ, "FLWR_HOME": str(self.cli_home)}
-        return subprocess.run([_bin("flwr"), *args], capture_output=True, text=True, env=env,
-                              timeout=timeout, cwd=self.workdir)
+        return subprocess.run(
+            [_bin("flwr"), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            cwd=self.workdir,
+        )
 
-    def submit(self, run_config: dict, app: Path | None = None,
-               federation_config: dict | None = None) -> int:
+    def submit(
+        self, run_config: dict, app: Path | None = None, federation_config: dict | None = None
+    ) -> int:
         """Submit a run with ``flwr run``; return its run ID.
 
         Args:
@@ -285,8 +331,9 @@ class LocalConsortium:
         except json.JSONDecodeError:
             out = {}
         if res.returncode != 0 or not out.get("success"):
-            raise RuntimeError(f"flwr run failed ({res.returncode}): {res.stdout[-2000:]}"
-                               f"{res.stderr[-2000:]}")
+            raise RuntimeError(
+                f"flwr run failed ({res.returncode}): {res.stdout[-2000:]}{res.stderr[-2000:]}"
+            )
         return int(out["run-id"])
 
     def status(self, run_id: int) -> dict:
@@ -297,8 +344,14 @@ class LocalConsortium:
         except (json.JSONDecodeError, KeyError, IndexError):
             return {"status": "unknown", "status-details": (res.stdout + res.stderr)[-500:]}
 
-    def wait(self, run_id: int, timeout: float, on_tick=None, tick: float = 1.0,
-             check_every: float = 10.0) -> dict:
+    def wait(
+        self,
+        run_id: int,
+        timeout: float,
+        on_tick=None,
+        tick: float = 1.0,
+        check_every: float = 10.0,
+    ) -> dict:
         """Follow a run until it finishes; stream its ServerApp log to ``logs/run-ID.log``.
 
         Args:
@@ -313,9 +366,14 @@ class LocalConsortium:
         """
         log = open(self.workdir / "logs" / f"run-{run_id}.log", "ab")
         env = {**os.environ, "FLWR_HOME": str(self.cli_home)}
-        stream = subprocess.Popen([_bin("flwr"), "log", str(run_id), CONNECTION, "--stream"],
-                                  stdout=log, stderr=subprocess.STDOUT, env=env,
-                                  cwd=self.workdir, start_new_session=True)
+        stream = subprocess.Popen(
+            [_bin("flwr"), "log", str(run_id), CONNECTION, "--stream"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.workdir,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         last_check = time.monotonic()

@@ -19,8 +19,14 @@ from deploy.demo import _ensure_data, _follow, _prepare, default_run_config, par
 from deploy.local import LocalConsortium
 
 
-def run_simulation(workdir: Path, n_sites: int, rounds: int, cases_per_site: int,
-                   extra: str = "", console: Console | None = None) -> Path:
+def run_simulation(
+    workdir: Path,
+    n_sites: int,
+    rounds: int,
+    cases_per_site: int,
+    extra: str = "",
+    console: Console | None = None,
+) -> Path:
     """Run ``rounds`` rounds with ``n_sites`` virtual sites; return the report path.
 
     Args:
@@ -37,17 +43,29 @@ def run_simulation(workdir: Path, n_sites: int, rounds: int, cases_per_site: int
     data = workdir / "data"
     manifest = _ensure_data(data, n_sites, cases_per_site, console)
     if len(manifest["sites"]) != n_sites:
-        raise ValueError(f"{data} holds {len(manifest['sites'])} sites, not {n_sites}; "
-                         "use another --workdir")
+        raise ValueError(
+            f"{data} holds {len(manifest['sites'])} sites, not {n_sites}; use another --workdir"
+        )
     run_dir = workdir / "runs" / f"sim-{n_sites}-sites"
-    config = {**default_run_config(), "num-server-rounds": rounds, **parse_overrides(extra),
-              "eval-dir": str(data / "heldout"), "out-dir": str(run_dir),
-              "sim-data-root": str(data), "sim-state-root": str(workdir / "state"),
-              "min-sites": n_sites}
+    config = {
+        **default_run_config(),
+        "num-server-rounds": rounds,
+        **parse_overrides(extra),
+        "eval-dir": str(data / "heldout"),
+        "out-dir": str(run_dir),
+        "sim-data-root": str(data),
+        "sim-state-root": str(workdir / "state"),
+        "min-sites": n_sites,
+    }
     run = RunSettings.from_config(config)
     for site in manifest["sites"]:
-        _prepare(data / site["dir"], workdir / "state" / site["name"], site["name"],
-                 run.image_size, console)
+        _prepare(
+            data / site["dir"],
+            workdir / "state" / site["name"],
+            site["name"],
+            run.image_size,
+            console,
+        )
     _prepare(data / "heldout", run_dir / "heldout-state", "held-out set", run.image_size, console)
     with LocalConsortium(workdir / "flwr", [], simulation=True) as engine:
         run_id = engine.submit(config, federation_config={"num-supernodes": n_sites})
@@ -56,6 +74,7 @@ def run_simulation(workdir: Path, n_sites: int, rounds: int, cases_per_site: int
         with bar:
             status = engine.wait(run_id, timeout=rounds * run.round_timeout + 600, on_tick=tick)
     if status.get("status") != "finished:completed":
-        raise RuntimeError(f"simulation run ended as {status.get('status')}: "
-                           f"{status.get('status-details', '')}")
+        raise RuntimeError(
+            f"simulation run ended as {status.get('status')}: {status.get('status-details', '')}"
+        )
     return render(run_dir)

@@ -25,13 +25,16 @@ class HeldOutEvaluator:
         network: the network name (to rebuild the model around the weights).
     """
 
-    def __init__(self, eval_dir: str | Path, state_dir: str | Path, image_size: int,
-                 network: str) -> None:
+    def __init__(
+        self, eval_dir: str | Path, state_dir: str | Path, image_size: int, network: str
+    ) -> None:
         self.data: SiteArrays
         self.data, report = prepare_site(Path(eval_dir), Path(state_dir), image_size)
         if len(self.data) == 0:
-            raise ValueError(f"held-out set at {eval_dir} has no usable case: "
-                             f"{report.counts()}; see {state_dir}/intake_report.json")
+            raise ValueError(
+                f"held-out set at {eval_dir} has no usable case: "
+                f"{report.counts()}; see {state_dir}/intake_report.json"
+            )
         self.network = network
         logger.info("held-out set: %d cases, vendors %s", len(self.data), report.vendors)
 

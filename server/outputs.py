@@ -1,10 +1,10 @@
 """A run's output folder: settings, per-round metrics, checkpoints and the HTML report.
 
-    OUT/run.json                 settings of the run
-    OUT/metrics.jsonl            one line per round: held-out metrics, what each site did
-    OUT/checkpoints/last.pt      global weights after the latest round
-    OUT/checkpoints/best.pt      global weights with the best held-out overall Dice
-    OUT/report.html              see common.report
+OUT/run.json                 settings of the run
+OUT/metrics.jsonl            one line per round: held-out metrics, what each site did
+OUT/checkpoints/last.pt      global weights after the latest round
+OUT/checkpoints/best.pt      global weights with the best held-out overall Dice
+OUT/report.html              see common.report
 """
 
 from __future__ import annotations
@@ -27,17 +27,29 @@ class RunOutputs:
         (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         (self.dir / report.METRICS_FILE).unlink(missing_ok=True)
         self.best_dice = -math.inf
-        (self.dir / report.RUN_FILE).write_text(json.dumps(
-            {"run-id": run_id, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-             **{k.replace("_", "-"): v for k, v in asdict(run).items()}}, indent=2))
+        (self.dir / report.RUN_FILE).write_text(
+            json.dumps(
+                {
+                    "run-id": run_id,
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    **{k.replace("_", "-"): v for k, v in asdict(run).items()},
+                },
+                indent=2,
+            )
+        )
 
-    def record_round(self, server_round: int, heldout: dict | None, sites: dict | None,
-                     state_dict: dict | None) -> None:
+    def record_round(
+        self, server_round: int, heldout: dict | None, sites: dict | None, state_dict: dict | None
+    ) -> None:
         """Append a round to metrics.jsonl, save checkpoints, refresh the report."""
         import torch
 
-        line = {"round": server_round, "time": time.time(), "heldout": heldout or {},
-                "sites": sites or {}}
+        line = {
+            "round": server_round,
+            "time": time.time(),
+            "heldout": heldout or {},
+            "sites": sites or {},
+        }
         with open(self.dir / report.METRICS_FILE, "a") as f:
             f.write(json.dumps(line) + "\n")
         if state_dict is not None and server_round > 0:

@@ -21,8 +21,14 @@ app = ServerApp()
 
 
 def _flatten(summary: dict) -> MetricRecord:
-    return MetricRecord({f"{m}/{group}": float(v) for group, ms in summary.items()
-                         for m, v in ms.items() if m != "n"})
+    return MetricRecord(
+        {
+            f"{m}/{group}": float(v)
+            for group, ms in summary.items()
+            for m, v in ms.items()
+            if m != "n"
+        }
+    )
 
 
 @app.main()
@@ -44,8 +50,9 @@ def main(grid: Grid, context: Context) -> None:
     strategy = create_strategy(run)
     evaluator = None
     if run.eval_dir:
-        evaluator = HeldOutEvaluator(run.eval_dir, Path(outputs.dir) / "heldout-state",
-                                     run.image_size, run.network)
+        evaluator = HeldOutEvaluator(
+            run.eval_dir, Path(outputs.dir) / "heldout-state", run.image_size, run.network
+        )
     else:
         logger.warning("eval-dir is empty: no server-side held-out evaluation this run")
 
@@ -59,7 +66,12 @@ def main(grid: Grid, context: Context) -> None:
         outputs.record_round(server_round, summary, sites, state)
         return _flatten(summary) if summary else None
 
-    strategy.start(grid=PromptGrid(grid, run.reply_poll_interval), initial_arrays=ArrayRecord(initial),
-                   num_rounds=run.num_server_rounds, timeout=run.round_timeout,
-                   train_config=ConfigRecord({}), evaluate_fn=evaluate_fn)
+    strategy.start(
+        grid=PromptGrid(grid, run.reply_poll_interval),
+        initial_arrays=ArrayRecord(initial),
+        num_rounds=run.num_server_rounds,
+        timeout=run.round_timeout,
+        train_config=ConfigRecord({}),
+        evaluate_fn=evaluate_fn,
+    )
     logger.info("FedSynth run finished: report at %s", outputs.dir / "report.html")

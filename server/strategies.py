@@ -33,17 +33,22 @@ class NotEnoughSites(RuntimeError):
 class RoundRecord:
     """What happened to each site in one round."""
 
-    trained: list[dict] = field(default_factory=list)   # site name + metrics
+    trained: list[dict] = field(default_factory=list)  # site name + metrics
     declined: list[dict] = field(default_factory=list)  # site name + reason
-    failed: list[dict] = field(default_factory=list)    # node id + error
+    failed: list[dict] = field(default_factory=list)  # node id + error
     asked: int = 0
     seconds: float = 0.0
 
     def to_json(self) -> dict:
         """A JSON-ready dict."""
-        return {"asked": self.asked, "trained": self.trained, "declined": self.declined,
-                "failed": self.failed, "missing": self.asked - len(self.trained)
-                - len(self.declined) - len(self.failed), "seconds": self.seconds}
+        return {
+            "asked": self.asked,
+            "trained": self.trained,
+            "declined": self.declined,
+            "failed": self.failed,
+            "missing": self.asked - len(self.trained) - len(self.declined) - len(self.failed),
+            "seconds": self.seconds,
+        }
 
 
 class SiteLedgerMixin:
@@ -58,11 +63,13 @@ class SiteLedgerMixin:
             if time.monotonic() > deadline:
                 raise NotEnoughSites(
                     f"only {n} site(s) connected after {self.node_wait_timeout:.0f} s, need "
-                    f"min-sites={needed}; start more SuperNodes or lower min-sites")
+                    f"min-sites={needed}; start more SuperNodes or lower min-sites"
+                )
             time.sleep(0.2)
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                        grid: Grid) -> Iterable[Message]:
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         self._wait_for_sites(grid, self.min_available_nodes)  # type: ignore[attr-defined]
         messages = list(super().configure_train(server_round, arrays, config, grid))  # type: ignore[misc]
         self.rounds.setdefault(server_round, RoundRecord()).asked = len(messages)
@@ -81,15 +88,15 @@ class SiteLedgerMixin:
         usable = []
         for msg in replies:
             if msg.has_error():
-                record.failed.append({"node": msg.metadata.src_node_id,
-                                      "error": msg.error.reason})
+                record.failed.append({"node": msg.metadata.src_node_id, "error": msg.error.reason})
                 continue
             site = msg.content.config_records.get(keys.SITE, ConfigRecord())
             name = str(site.get(keys.SITE_NAME, msg.metadata.src_node_id))
             if keys.DECLINED in site:
                 record.declined.append({"site": name, "reason": str(site[keys.DECLINED])})
-                logger.warning("site %s declined round %d: %s", name, server_round,
-                               site[keys.DECLINED])
+                logger.warning(
+                    "site %s declined round %d: %s", name, server_round, site[keys.DECLINED]
+                )
                 continue
             metrics = msg.content.metric_records.get(keys.METRICS, MetricRecord())
             record.trained.append({"site": name, **{k: float(v) for k, v in metrics.items()}})
@@ -97,16 +104,26 @@ class SiteLedgerMixin:
         return super().aggregate_train(server_round, usable)  # type: ignore[misc]
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
-        usable = [m for m in replies if not m.has_error()
-                  and keys.DECLINED not in m.content.config_records.get(keys.SITE, {})]
+        usable = [
+            m
+            for m in replies
+            if not m.has_error()
+            and keys.DECLINED not in m.content.config_records.get(keys.SITE, {})
+        ]
         return super().aggregate_evaluate(server_round, usable)  # type: ignore[misc]
 
 
 def _common_kwargs(run: RunSettings) -> dict:
-    return {"fraction_train": 1.0, "fraction_evaluate": run.fraction_evaluate,
-            "min_train_nodes": run.min_sites, "min_evaluate_nodes": run.min_sites,
-            "min_available_nodes": run.min_sites, "weighted_by_key": keys.NUM_EXAMPLES,
-            "arrayrecord_key": keys.ARRAYS, "configrecord_key": keys.CONFIG}
+    return {
+        "fraction_train": 1.0,
+        "fraction_evaluate": run.fraction_evaluate,
+        "min_train_nodes": run.min_sites,
+        "min_evaluate_nodes": run.min_sites,
+        "min_available_nodes": run.min_sites,
+        "weighted_by_key": keys.NUM_EXAMPLES,
+        "arrayrecord_key": keys.ARRAYS,
+        "configrecord_key": keys.CONFIG,
+    }
 
 
 STRATEGIES: dict[str, type[Strategy]] = {"fedavg": FedAvg, "fedprox": FedProx, "fedadam": FedAdam}
@@ -127,8 +144,9 @@ def create_strategy(run: RunSettings) -> Strategy:
     try:
         base = STRATEGIES[run.strategy]
     except KeyError:
-        raise ConfigError(f"unknown strategy {run.strategy!r}; choose one of "
-                          f"{sorted(STRATEGIES)}") from None
+        raise ConfigError(
+            f"unknown strategy {run.strategy!r}; choose one of {sorted(STRATEGIES)}"
+        ) from None
     kwargs = _common_kwargs(run)
     if base is FedProx:
         kwargs["proximal_mu"] = run.proximal_mu

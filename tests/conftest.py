@@ -23,6 +23,8 @@ def tiny_consortium(tmp_path_factory) -> tuple[Path, dict]:
 def retina_dir() -> Path:
     """The shared retina data, or a skip that says where it was looked for."""
     if not RETINA.is_dir():
-        pytest.skip(f"real retina data not found at {RETINA} (../shared/data/retina); "
-                    "these tests need the workplace's shared folder beside the repository")
+        pytest.skip(
+            f"real retina data not found at {RETINA} (../shared/data/retina); "
+            "these tests need the workplace's shared folder beside the repository"
+        )
     return RETINA

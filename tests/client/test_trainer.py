@@ -17,8 +17,9 @@ from common.networks import create_network
 @pytest.fixture
 def site(tiny_consortium, tmp_path):
     out, _ = tiny_consortium
-    return SiteSettings(data_dir=str(out / "site-1"), state_dir=str(tmp_path / "state"),
-                        site_name="site-1")
+    return SiteSettings(
+        data_dir=str(out / "site-1"), state_dir=str(tmp_path / "state"), site_name="site-1"
+    )
 
 
 def _request(site, op="train"):

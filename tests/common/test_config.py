@@ -41,8 +41,9 @@ def test_site_settings_need_data_and_state_dirs():
         SiteSettings.from_config({"state-dir": "/s"})
     with pytest.raises(ConfigError, match="state-dir"):
         SiteSettings.from_config({"data-dir": "/d"})
-    s = SiteSettings.from_config({"data-dir": "/d", "state-dir": "/s", "site-name": "A",
-                                  "val-fraction": "0.3"})
+    s = SiteSettings.from_config(
+        {"data-dir": "/d", "state-dir": "/s", "site-name": "A", "val-fraction": "0.3"}
+    )
     assert s.val_fraction == 0.3 and s.site_name == "A"
 
 

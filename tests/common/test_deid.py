@@ -6,11 +6,27 @@ import pytest
 from common.deid import SiteSecret, deidentify
 
 SECRET = SiteSecret(b"0123456789abcdef0123456789abcdef")
-IDENTIFYING = ("PatientName", "PatientID", "PatientBirthDate", "InstitutionName",
-               "InstitutionAddress", "ReferringPhysicianName", "PerformingPhysicianName",
-               "OperatorsName", "AccessionNumber", "StudyDate", "StudyTime",
-               "StudyDescription", "ImageComments", "OtherPatientIDs", "PatientAddress",
-               "PatientTelephoneNumbers", "DeviceSerialNumber", "StationName", "IssuerOfPatientID")
+IDENTIFYING = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "InstitutionName",
+    "InstitutionAddress",
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "OperatorsName",
+    "AccessionNumber",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "ImageComments",
+    "OtherPatientIDs",
+    "PatientAddress",
+    "PatientTelephoneNumbers",
+    "DeviceSerialNumber",
+    "StationName",
+    "IssuerOfPatientID",
+)
 
 
 def _originals(ds) -> list[str]:

@@ -59,8 +59,12 @@ def test_no_original_identifier_reaches_the_cache(tiny_consortium, tmp_path):
     blob = b"".join(p.read_bytes() for p in (tmp_path / "state" / "cache").iterdir())
     for path in (out / "site-2").glob("*/image.dcm"):
         ds = pydicom.dcmread(path)
-        for value in (ds.PatientID, str(ds.PatientName).split("^")[0], ds.AccessionNumber,
-                      ds.SOPInstanceUID):
+        for value in (
+            ds.PatientID,
+            str(ds.PatientName).split("^")[0],
+            ds.AccessionNumber,
+            ds.SOPInstanceUID,
+        ):
             assert str(value).encode() not in blob
 
 
@@ -73,8 +77,11 @@ def test_burned_in_text_is_blanked_for_known_devices(tiny_consortium, tmp_path):
     site2 = out / manifest["sites"][1]["dir"]
     arrays, report = prepare_site(site2, tmp_path / "state", 128)
     secret = SiteSecret.load_or_create(tmp_path / "state" / "site.secret")
-    burned = [str(deidentify(pydicom.dcmread(p), secret).PatientID)
-              for p in site2.glob("*/image.dcm") if pydicom.dcmread(p).BurnedInAnnotation == "YES"]
+    burned = [
+        str(deidentify(pydicom.dcmread(p), secret).PatientID)
+        for p in site2.glob("*/image.dcm")
+        if pydicom.dcmread(p).BurnedInAnnotation == "YES"
+    ]
     if not burned:
         pytest.skip("no burned-in image among the tiny consortium's cases")
     assert report.counts()[QUARANTINED] == 0
@@ -107,7 +114,9 @@ def test_image_folders_with_second_annotator_and_bad_files(tmp_path):
         (data / sub).mkdir(parents=True)
     rng = np.random.default_rng(0)
     for i in range(3):
-        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(data / "images" / f"c{i}.png")
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(
+            data / "images" / f"c{i}.png"
+        )
         m = np.zeros((40, 50), np.uint8)
         m[10:20, 10:30] = 255
         Image.fromarray(m).save(data / "masks" / f"c{i}_mask.gif")

@@ -38,8 +38,11 @@ def test_hd95_of_shifted_square_and_misses():
 
 
 def test_summary_per_vendor():
-    per_case = [{"dice": 1.0, "iou": 1.0, "hd95": 0.0}, {"dice": 0.0, "iou": 0.0, "hd95": 10.0},
-                {"dice": 0.5, "iou": 0.4, "hd95": 2.0}]
+    per_case = [
+        {"dice": 1.0, "iou": 1.0, "hd95": 0.0},
+        {"dice": 0.0, "iou": 0.0, "hd95": 10.0},
+        {"dice": 0.5, "iou": 0.4, "hd95": 2.0},
+    ]
     s = summarise(per_case, ["A", "B", "A"])
     assert s["overall"]["dice"] == pytest.approx(0.5) and s["overall"]["n"] == 3
     assert s["A"]["dice"] == pytest.approx(0.75) and s["B"]["hd95"] == 10.0

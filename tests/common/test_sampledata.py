@@ -36,8 +36,16 @@ def test_headers_carry_fake_phi_and_seg_references_its_image(tiny_consortium):
     case = next((out / "site-1").glob("*/image.dcm")).parent
     img = pydicom.dcmread(case / "image.dcm")
     seg = pydicom.dcmread(case / "nodules.seg.dcm")
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "InstitutionName",
-                    "ReferringPhysicianName", "AccessionNumber", "StudyDate", "StudyDescription"):
+    for keyword in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "InstitutionName",
+        "ReferringPhysicianName",
+        "AccessionNumber",
+        "StudyDate",
+        "StudyDescription",
+    ):
         assert str(img.get(keyword, "")), keyword
     ref = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
     assert ref == img.SOPInstanceUID
@@ -45,14 +53,18 @@ def test_headers_carry_fake_phi_and_seg_references_its_image(tiny_consortium):
 
 
 def test_generator_is_deterministic(tmp_path):
-    a = write_consortium(tmp_path / "a", n_sites=1, cases_per_site=4, heldout_per_vendor=1,
-                         defects=False)
-    b = write_consortium(tmp_path / "b", n_sites=1, cases_per_site=4, heldout_per_vendor=1,
-                         defects=False)
+    a = write_consortium(
+        tmp_path / "a", n_sites=1, cases_per_site=4, heldout_per_vendor=1, defects=False
+    )
+    b = write_consortium(
+        tmp_path / "b", n_sites=1, cases_per_site=4, heldout_per_vendor=1, defects=False
+    )
     assert a == b
     fa = sorted((tmp_path / "a").rglob("*.dcm"))
     fb = sorted((tmp_path / "b").rglob("*.dcm"))
-    assert [f.relative_to(tmp_path / "a") for f in fa] == [f.relative_to(tmp_path / "b") for f in fb]
+    assert [f.relative_to(tmp_path / "a") for f in fa] == [
+        f.relative_to(tmp_path / "b") for f in fb
+    ]
     assert all(x.read_bytes() == y.read_bytes() for x, y in zip(fa, fb))
 
 

@@ -23,16 +23,42 @@ def test_two_rounds_on_the_deployment_engine(tiny_consortium, tmp_path):
     (tmp_path / "broken-site").mkdir()
     (tmp_path / "broken-site" / "notes.txt").write_text("not an image")
     nodes = [
-        SiteNode("site-1", {"site-name": "site-1", "data-dir": str(data / "site-1"),
-                            "state-dir": str(tmp_path / "state-1")}, trainer=True),
-        SiteNode("site-2", {"site-name": "site-2", "data-dir": str(data / "site-2"),
-                            "state-dir": str(tmp_path / "state-2")}),
-        SiteNode("site-3", {"site-name": "site-3", "data-dir": str(tmp_path / "broken-site"),
-                            "state-dir": str(tmp_path / "state-3")}),
+        SiteNode(
+            "site-1",
+            {
+                "site-name": "site-1",
+                "data-dir": str(data / "site-1"),
+                "state-dir": str(tmp_path / "state-1"),
+            },
+            trainer=True,
+        ),
+        SiteNode(
+            "site-2",
+            {
+                "site-name": "site-2",
+                "data-dir": str(data / "site-2"),
+                "state-dir": str(tmp_path / "state-2"),
+            },
+        ),
+        SiteNode(
+            "site-3",
+            {
+                "site-name": "site-3",
+                "data-dir": str(tmp_path / "broken-site"),
+                "state-dir": str(tmp_path / "state-3"),
+            },
+        ),
     ]
     out = tmp_path / "run"
-    config = {"num-server-rounds": 2, "local-epochs": 1, "image-size": 64, "min-sites": 2,
-              "round-timeout": 180.0, "eval-dir": str(data / "heldout"), "out-dir": str(out)}
+    config = {
+        "num-server-rounds": 2,
+        "local-epochs": 1,
+        "image-size": 64,
+        "min-sites": 2,
+        "round-timeout": 180.0,
+        "eval-dir": str(data / "heldout"),
+        "out-dir": str(out),
+    }
     with LocalConsortium(tmp_path / "flwr", nodes) as consortium:
         run_id = consortium.submit(config)
         status = consortium.wait(run_id, timeout=900)

@@ -12,12 +12,18 @@ from deploy.simulate import run_simulation
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                    reason="Ray missing: pip install -e '.[simulation]'")
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="Ray missing: pip install -e '.[simulation]'"
+)
 def test_simulation_engine_runs_every_virtual_site(tmp_path):
-    report = run_simulation(tmp_path, n_sites=3, rounds=1, cases_per_site=4,
-                            extra="local-epochs=1 image-size=32")
+    report = run_simulation(
+        tmp_path, n_sites=3, rounds=1, cases_per_site=4, extra="local-epochs=1 image-size=32"
+    )
     rounds = [json.loads(x) for x in (report.parent / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rounds] == [0, 1]
-    assert sorted(t["site"] for t in rounds[1]["sites"]["trained"]) == ["site-1", "site-2", "site-3"]
+    assert sorted(t["site"] for t in rounds[1]["sites"]["trained"]) == [
+        "site-1",
+        "site-2",
+        "site-3",
+    ]
     assert "overall" in rounds[1]["heldout"]

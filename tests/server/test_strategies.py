@@ -10,8 +10,9 @@ from common.errors import ConfigError
 from server.strategies import NotEnoughSites, create_strategy
 
 
-@pytest.mark.parametrize(("name", "base"), [("fedavg", FedAvg), ("fedprox", FedProx),
-                                            ("fedadam", FedAdam)])
+@pytest.mark.parametrize(
+    ("name", "base"), [("fedavg", FedAvg), ("fedprox", FedProx), ("fedadam", FedAdam)]
+)
 def test_registry_builds_recording_strategies(name, base):
     s = create_strategy(RunSettings(strategy=name, min_sites=3))
     assert isinstance(s, base) and s.min_available_nodes == 3 and s.rounds == {}
@@ -34,25 +35,35 @@ def test_waiting_for_sites_is_bounded():
 
 
 def _reply(content: RecordDict, node: int) -> Message:
-    meta = Metadata(run_id=1, message_id="", src_node_id=node, dst_node_id=0,
-                    reply_to_message_id=f"m{node}", group_id="1", created_at=0.0, ttl=60.0,
-                    message_type="train")
+    meta = Metadata(
+        run_id=1,
+        message_id="",
+        src_node_id=node,
+        dst_node_id=0,
+        reply_to_message_id=f"m{node}",
+        group_id="1",
+        created_at=0.0,
+        ttl=60.0,
+        message_type="train",
+    )
     return Message(content=content, metadata=meta)
 
 
 def test_declines_are_recorded_and_kept_out_of_aggregation():
     import numpy as np
-
     from flwr.app import Array
 
     s = create_strategy(RunSettings(min_sites=1))
-    good = RecordDict({
-        keys.ARRAYS: ArrayRecord({"w": Array(np.ones(3, np.float32))}),
-        keys.METRICS: MetricRecord({keys.NUM_EXAMPLES: 4, keys.TRAIN_LOSS: 0.5}),
-        keys.SITE: ConfigRecord({keys.SITE_NAME: "A"}),
-    })
-    declined = RecordDict({keys.SITE: ConfigRecord({keys.SITE_NAME: "B",
-                                                     keys.DECLINED: "no usable cases"})})
+    good = RecordDict(
+        {
+            keys.ARRAYS: ArrayRecord({"w": Array(np.ones(3, np.float32))}),
+            keys.METRICS: MetricRecord({keys.NUM_EXAMPLES: 4, keys.TRAIN_LOSS: 0.5}),
+            keys.SITE: ConfigRecord({keys.SITE_NAME: "A"}),
+        }
+    )
+    declined = RecordDict(
+        {keys.SITE: ConfigRecord({keys.SITE_NAME: "B", keys.DECLINED: "no usable cases"})}
+    )
     arrays, _ = s.aggregate_train(1, [_reply(good, 1), _reply(declined, 2)])
     assert arrays is not None and np.allclose(arrays["w"].numpy(), 1.0)
     rec = s.rounds[1].to_json()
