@@ -9,7 +9,9 @@ the same sample data, each with a fresh SuperLink and 3 SuperNodes on localhost:
   round (a second ClientApp process per site), every process importing torch + MONAI;
 * ``prompt-polls``: reply poll 0.1 s, SuperExec poll 0.1 s, no client-side evaluate round;
 * ``prompt-polls+trainer``: the above plus a warm site trainer beside each SuperNode
-  (the demo's default).
+  (the demo's default);
+* ``empty-app``: a Flower App that does nothing (``bench/empty_app``) with the same prompt
+  polls: the floor Flower's Deployment Engine itself sets for a round here.
 
 Usage::
 
@@ -110,6 +112,23 @@ def measure(name: str, spec: dict, data: Path, work: Path, rounds: int) -> dict:
     }
 
 
+def measure_empty(work: Path, rounds: int) -> dict:
+    """Round wall time of an app that does no work at all (Flower's own floor)."""
+    nodes = [SiteNode(f"site-{i}", {"site-name": f"site-{i}"}) for i in (1, 2, 3)]
+    out = work / "runs" / "empty-app"
+    app = Path(__file__).resolve().parent / "empty_app"
+    with LocalConsortium(work / "flwr" / "empty-app", nodes, poll_interval=0.1) as c:
+        run_id = c.submit({"num-server-rounds": rounds, "out-dir": str(out)}, app=app)
+        status = c.wait(run_id, timeout=900)
+    if status.get("status") != "finished:completed":
+        raise RuntimeError(f"empty-app: run ended as {status}")
+    times = json.loads((out / "rounds.json").read_text())
+    walls = [b - a for a, b in zip(times, times[1:])]
+    steady = walls[1:] or walls
+    return {"config": "empty-app", "rounds": walls, "median-overhead": statistics.median(steady),
+            "median-wall": statistics.median(steady), "median-train": 0.0}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
@@ -122,6 +141,7 @@ def main() -> None:
         for i in (1, 2, 3):
             prepare_site(data / f"site-{i}", work / "state" / f"site-{i}", 64)
         results = [measure(name, spec, data, work, args.rounds) for name, spec in CONFIGS.items()]
+        results.append(measure_empty(work, args.rounds))
     base = results[0]["median-overhead"]
     print(
         f"{'configuration':24s} {'round wall s':>12s} {'slowest train s':>15s} "
