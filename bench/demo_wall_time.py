@@ -39,11 +39,15 @@ def record(run_dir: Path, wall: float | None) -> dict:
         "measured": time.strftime("%Y-%m-%d %H:%M"),
         "wall-seconds": wall if wall is not None else timings["total"],
         "timings": timings,
-        "dice": {name: {v: s["dice"] for v, s in summary.items()} for name, summary in rows.items()},
+        "dice": {
+            name: {v: s["dice"] for v, s in summary.items()} for name, summary in rows.items()
+        },
         "federated/centralised overall": fed["overall"]["dice"] / central["overall"]["dice"],
         "unseen vendors": {
-            v: {"federated": fed[v]["dice"],
-                "best local-only": max(s[v]["dice"] for s in local.values())}
+            v: {
+                "federated": fed[v]["dice"],
+                "best local-only": max(s[v]["dice"] for s in local.values()),
+            }
             for v in unseen
         },
     }
@@ -59,8 +63,9 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="fedsynth-demo-") as tmp:
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "deploy.cli", "demo", "--workdir", tmp],
-                           check=True)
+            subprocess.run(
+                [sys.executable, "-m", "deploy.cli", "demo", "--workdir", tmp], check=True
+            )
             wall = time.perf_counter() - start
             result = record(next(Path(tmp, "runs").iterdir()), wall)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -89,7 +89,7 @@ def measure(name: str, spec: dict, data: Path, work: Path, rounds: int) -> dict:
         slowest = max(t["train-seconds"] for t in cur["sites"]["trained"])
         handler = max(t["handler-seconds"] for t in cur["sites"]["trained"])
         startup = max(t.get("startup-seconds", 0.0) for t in cur["sites"]["trained"])
-        ev = cur["sites"].get("eval-seconds", 0.0)
+        ev = cur.get("eval-seconds", 0.0)
         per_round.append(
             {
                 "round": cur["round"],
@@ -125,8 +125,13 @@ def measure_empty(work: Path, rounds: int) -> dict:
     times = json.loads((out / "rounds.json").read_text())
     walls = [b - a for a, b in zip(times, times[1:])]
     steady = walls[1:] or walls
-    return {"config": "empty-app", "rounds": walls, "median-overhead": statistics.median(steady),
-            "median-wall": statistics.median(steady), "median-train": 0.0}
+    return {
+        "config": "empty-app",
+        "rounds": walls,
+        "median-overhead": statistics.median(steady),
+        "median-wall": statistics.median(steady),
+        "median-train": 0.0,
+    }
 
 
 def main() -> None:

@@ -197,8 +197,9 @@ def run_demo(
     return render(run_dir)
 
 
-def _site_train_arrays(state_dir: Path, run: RunSettings,
-                       val_fraction: float = SiteSettings.val_fraction) -> SiteArrays:
+def _site_train_arrays(
+    state_dir: Path, run: RunSettings, val_fraction: float = SiteSettings.val_fraction
+) -> SiteArrays:
     cache = Path(state_dir) / "cache" / f"site-{run.image_size}.npz"
     if not cache.exists():
         raise FileNotFoundError(f"no prepared cache at {cache}; run `fedsynth site prepare` first")

@@ -39,9 +39,22 @@ class RunOutputs:
         )
 
     def record_round(
-        self, server_round: int, heldout: dict | None, sites: dict | None, state_dict: dict | None
+        self,
+        server_round: int,
+        heldout: dict | None,
+        sites: dict | None,
+        state_dict: dict | None,
+        eval_seconds: float = 0.0,
     ) -> None:
-        """Append a round to metrics.jsonl, save checkpoints, refresh the report."""
+        """Append a round to metrics.jsonl, save checkpoints, refresh the report.
+
+        Args:
+            server_round: the round (0: the initial model).
+            heldout: held-out metrics per vendor (None without an eval-dir).
+            sites: what each site did (:class:`server.strategies.RoundRecord` as JSON).
+            state_dict: the global weights after the round.
+            eval_seconds: time the server spent evaluating.
+        """
         import torch
 
         line = {
@@ -49,6 +62,7 @@ class RunOutputs:
             "time": time.time(),
             "heldout": heldout or {},
             "sites": sites or {},
+            "eval-seconds": eval_seconds,
         }
         with open(self.dir / report.METRICS_FILE, "a") as f:
             f.write(json.dumps(line) + "\n")

@@ -61,9 +61,13 @@ def main(grid: Grid, context: Context) -> None:
         state = arrays.to_torch_state_dict()
         summary = evaluator(state) if evaluator else None
         record = strategy.rounds.get(server_round)
-        sites = record.to_json() if record else {}
-        sites["eval-seconds"] = time.perf_counter() - start
-        outputs.record_round(server_round, summary, sites, state)
+        outputs.record_round(
+            server_round,
+            summary,
+            record.to_json() if record else {},
+            state,
+            eval_seconds=time.perf_counter() - start,
+        )
         return _flatten(summary) if summary else None
 
     strategy.start(

@@ -22,15 +22,37 @@ def wide_console():
 
 def test_sample_data_then_site_prepare(tmp_path):
     out = tmp_path / "data"
-    res = runner.invoke(app, ["sample-data", str(out), "--sites", "2", "--cases-per-site", "4",
-                              "--heldout-per-vendor", "1"])
+    res = runner.invoke(
+        app,
+        [
+            "sample-data",
+            str(out),
+            "--sites",
+            "2",
+            "--cases-per-site",
+            "4",
+            "--heldout-per-vendor",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "no site has it" in res.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["cases"] for s in manifest["sites"]] == [4, 4]
 
-    res = runner.invoke(app, ["site", "prepare", "--data-dir", str(out / "site-2"),
-                              "--state-dir", str(tmp_path / "state"), "--image-size", "64"])
+    res = runner.invoke(
+        app,
+        [
+            "site",
+            "prepare",
+            "--data-dir",
+            str(out / "site-2"),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--image-size",
+            "64",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "4 usable cases" in res.output
     assert "README.txt" in res.output and "not a DICOM file" in res.output
@@ -38,10 +60,28 @@ def test_sample_data_then_site_prepare(tmp_path):
 
 
 def test_site_prepare_exit_codes(tmp_path):
-    res = runner.invoke(app, ["site", "prepare", "--data-dir", str(tmp_path / "missing"),
-                              "--state-dir", str(tmp_path / "s")])
+    res = runner.invoke(
+        app,
+        [
+            "site",
+            "prepare",
+            "--data-dir",
+            str(tmp_path / "missing"),
+            "--state-dir",
+            str(tmp_path / "s"),
+        ],
+    )
     assert res.exit_code == 2 and "does not exist" in res.output
     (tmp_path / "empty").mkdir()
-    res = runner.invoke(app, ["site", "prepare", "--data-dir", str(tmp_path / "empty"),
-                              "--state-dir", str(tmp_path / "s")])
+    res = runner.invoke(
+        app,
+        [
+            "site",
+            "prepare",
+            "--data-dir",
+            str(tmp_path / "empty"),
+            "--state-dir",
+            str(tmp_path / "s"),
+        ],
+    )
     assert res.exit_code == 1 and "decline" in res.output

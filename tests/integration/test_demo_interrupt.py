@@ -29,11 +29,28 @@ def _processes_using(workdir: Path) -> list[int]:
 def test_ctrl_c_stops_superlink_supernodes_and_trainers(tmp_path):
     workdir = tmp_path / "demo"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "deploy.cli", "demo", "--workdir", str(workdir), "--sites", "2",
-         "--cases-per-site", "4", "--rounds", "50", "--no-baselines",
-         "--run-config", "image-size=32"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "COLUMNS": "200"})
+        [
+            sys.executable,
+            "-m",
+            "deploy.cli",
+            "demo",
+            "--workdir",
+            str(workdir),
+            "--sites",
+            "2",
+            "--cases-per-site",
+            "4",
+            "--rounds",
+            "50",
+            "--no-baselines",
+            "--run-config",
+            "image-size=32",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     lines = []
     deadline = time.monotonic() + 300
     for line in proc.stdout:

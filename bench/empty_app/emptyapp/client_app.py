@@ -8,6 +8,7 @@ app = ClientApp()
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    content = RecordDict({"arrays": msg.content["arrays"],
-                          "metrics": MetricRecord({"num-examples": 1})})
+    content = RecordDict(
+        {"arrays": msg.content["arrays"], "metrics": MetricRecord({"num-examples": 1})}
+    )
     return Message(content=content, reply_to=msg)

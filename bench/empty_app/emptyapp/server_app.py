@@ -38,9 +38,12 @@ def main(grid: Grid, context: Context) -> None:
     n = int(cfg["min-sites"])
     times = []
     strategy = FedAvg(fraction_evaluate=0.0, min_train_nodes=n, min_available_nodes=n)
-    strategy.start(grid=_Prompt(grid, float(cfg["reply-poll-interval"])),
-                   initial_arrays=ArrayRecord({"w": Array(np.zeros(10, np.float32))}),
-                   num_rounds=int(cfg["num-server-rounds"]), timeout=600,
-                   evaluate_fn=lambda rnd, arrays: times.append(time.time()))
+    strategy.start(
+        grid=_Prompt(grid, float(cfg["reply-poll-interval"])),
+        initial_arrays=ArrayRecord({"w": Array(np.zeros(10, np.float32))}),
+        num_rounds=int(cfg["num-server-rounds"]),
+        timeout=600,
+        evaluate_fn=lambda rnd, arrays: times.append(time.time()),
+    )
     Path(cfg["out-dir"]).mkdir(parents=True, exist_ok=True)
     Path(cfg["out-dir"], "rounds.json").write_text(json.dumps(times))
