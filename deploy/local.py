@@ -78,6 +78,17 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def _env(**extra: str) -> dict[str, str]:
+    """This environment, with the interpreter's bin folder first on PATH.
+
+    Flower's processes start further Flower executables by name (the SuperLink starts
+    ``flower-superexec``, which starts ``flwr-serverapp``); they must come from the same
+    environment even when it is not activated (``.venv/bin/fedsynth demo``).
+    """
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "PATH": path, **extra}
+
+
 def _children(pid: int) -> list[int]:
     kids = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -172,12 +183,11 @@ class LocalConsortium:
         home.mkdir(parents=True, exist_ok=True)
         logs = self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "FLWR_HOME": str(home),
-            "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": str(self.poll_interval),
-            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        }
+        env = _env(
+            FLWR_HOME=str(home),
+            FLWR_SUPEREXEC_TASK_POLL_INTERVAL=str(self.poll_interval),
+            FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
+        )
         log = open(logs / f"{name}.log", "ab")
         proc = subprocess.Popen(
             args,
@@ -300,7 +310,7 @@ class LocalConsortium:
     # ------------------------------------------------------------------------ runs
     def flwr(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
         """Run the ``flwr`` CLI against this consortium's SuperLink."""
-        env = {**os.environ, "FLWR_HOME": str(self.cli_home)}
+        env = _env(FLWR_HOME=str(self.cli_home))
         return subprocess.run(
             [_bin("flwr"), *args],
             capture_output=True,
@@ -365,7 +375,7 @@ class LocalConsortium:
             The final status entry (see :meth:`status`).
         """
         log = open(self.workdir / "logs" / f"run-{run_id}.log", "ab")
-        env = {**os.environ, "FLWR_HOME": str(self.cli_home)}
+        env = _env(FLWR_HOME=str(self.cli_home))
         stream = subprocess.Popen(
             [_bin("flwr"), "log", str(run_id), CONNECTION, "--stream"],
             stdout=log,
