@@ -123,16 +123,20 @@ def _plot_comparison(rows: list[tuple[str, dict]], vendors: list[str]) -> str | 
     rows = [r for r in rows if "last round" not in r[0]]
     if len(rows) < 2:
         return None
+    import textwrap
+
     groups = vendors + ["overall"]
-    fig, ax = plt.subplots(figsize=(max(7.5, 1.6 * len(groups)), 4.2))
+    fig, ax = plt.subplots(figsize=(max(7.5, 1.8 * len(groups)), 4.6))
     width = 0.8 / len(rows)
     for i, (name, summary) in enumerate(rows):
         ys = [summary.get(g, {}).get("dice", 0.0) for g in groups]
         ax.bar(np.arange(len(groups)) + i * width, ys, width, label=name)
-    ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, groups, fontsize=8)
+    labels = [textwrap.fill(g, 18) for g in groups]
+    ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, labels, fontsize=8)
     ax.set_ylabel("held-out Dice")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     ax.set_title("Federated vs. each site alone vs. centralised")
     out = _png(fig)
     plt.close(fig)
