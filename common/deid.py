@@ -19,13 +19,12 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-from pathlib import Path
-
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
+
+from common.pseudonyms import SiteSecret
+
+__all__ = ["SiteSecret", "deidentify"]
 
 METHOD = "FedSynth deid v1: keyed pseudonyms; dates, text, private removed"
 
@@ -134,47 +133,12 @@ KEEP = frozenset(
 PSEUDONYMISE = frozenset({"PatientName", "PatientID", "AccessionNumber", "StudyID"})
 
 
-class SiteSecret:
-    """The site's pseudonymisation key. It never leaves the site.
-
-    Args:
-        key: at least 16 random bytes.
-    """
-
-    def __init__(self, key: bytes) -> None:
-        if len(key) < 16:
-            raise ValueError(f"site secret must be at least 16 bytes, got {len(key)}")
-        self._key = key
-
-    @classmethod
-    def load_or_create(cls, path: Path) -> SiteSecret:
-        """Read the secret at ``path``, creating a new random one (mode 0600) if absent."""
-        path = Path(path)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(secrets.token_bytes(32))
-            path.chmod(0o600)
-        return cls(path.read_bytes())
-
-    def digest(self, kind: str, value: str) -> bytes:
-        """HMAC-SHA256 of ``value`` in the namespace ``kind``."""
-        return hmac.new(self._key, f"{kind}\x00{value}".encode(), hashlib.sha256).digest()
-
-    def pseudonym(self, kind: str, value: str) -> str:
-        """A stable 16-character token for ``value`` (fits SH); not reversible without the key."""
-        return "PS-" + self.digest(kind, value)[:7].hex().upper()[:13]
-
-    def uid(self, value: str) -> str:
-        """A UID under the 2.25 root derived from ``value`` (PS3.5 B.2)."""
-        return "2.25." + str(int.from_bytes(self.digest("uid", value)[:16], "big"))
-
-
 def _is_standard_uid(value: str) -> bool:
     """SOP classes, transfer syntaxes and coding schemes are public: keep them."""
     return UID(value).is_valid and UID(value).name != value
 
 
-def _clean(ds: Dataset, secret: SiteSecret) -> None:
+def _clean(ds: Dataset, secret: SiteSecret, mapping: dict[str, tuple[str, str]]) -> None:
     for elem in list(ds):
         keyword = elem.keyword
         if elem.tag.is_private or (elem.tag.group & 0xFF00) in (0x5000, 0x6000):
@@ -182,27 +146,35 @@ def _clean(ds: Dataset, secret: SiteSecret) -> None:
         elif elem.VR == "SQ":
             if keyword in KEEP:
                 for item in elem.value:
-                    _clean(item, secret)
+                    _clean(item, secret, mapping)
             else:
                 del ds[elem.tag]
         elif elem.VR == "UI":
             if elem.value and not _is_standard_uid(str(elem.value)):
                 values = elem.value if elem.VM > 1 else [elem.value]
                 mapped = [secret.uid(str(v)) for v in values]
+                for old, new in zip(values, mapped):
+                    mapping[new] = (keyword or "UID", str(old))
                 elem.value = mapped if elem.VM > 1 else mapped[0]
         elif keyword in PSEUDONYMISE:
             if elem.value:
-                elem.value = secret.pseudonym(keyword, str(elem.value))
+                new = secret.pseudonym(keyword, str(elem.value))
+                mapping[new] = (keyword, str(elem.value))
+                elem.value = new
         elif keyword not in KEEP:
             del ds[elem.tag]
 
 
-def deidentify(ds: Dataset, secret: SiteSecret | bytes) -> Dataset:
+def deidentify(
+    ds: Dataset, secret: SiteSecret | bytes, mapping: dict[str, tuple[str, str]] | None = None
+) -> Dataset:
     """De-identify ``ds`` in place and return it.
 
     Args:
         ds: a dataset as read by pydicom (file meta included, if any).
         secret: the site's :class:`SiteSecret` (or its raw key bytes).
+        mapping: if given, receives ``{pseudonym: (keyword, original value)}`` for every
+            value replaced, for the site's re-identification table.
 
     Returns:
         The same dataset, with identifying attributes removed or pseudonymised and
@@ -210,7 +182,7 @@ def deidentify(ds: Dataset, secret: SiteSecret | bytes) -> Dataset:
     """
     if not isinstance(secret, SiteSecret):
         secret = SiteSecret(secret)
-    _clean(ds, secret)
+    _clean(ds, secret, {} if mapping is None else mapping)
     meta = getattr(ds, "file_meta", None)
     if meta is not None and "MediaStorageSOPInstanceUID" in meta:
         meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", meta.MediaStorageSOPInstanceUID)

@@ -11,8 +11,10 @@ Every file under the data directory ends in exactly one of three fates, recorded
 Two layouts are understood, and may be mixed:
 
 * **DICOM**: image files plus DICOM SEG files that reference them by SOPInstanceUID, in
-  any folder structure. Each file is de-identified (:func:`common.deid.deidentify`)
-  immediately after it is read, before anything else looks at it.
+  any folder structure. Each file goes through the site's one de-identification path
+  (:func:`common.anonymize.deidentify_file`: de-identify, clean burned-in text, verify)
+  right after it is read, before anything else looks at it; the pseudonyms made are
+  added to the site's encrypted re-identification table.
 * **Image folders**: ``images/NAME.ext`` with ``masks/NAME.ext`` (the first annotator),
   optionally ``masks2/NAME.ext`` (a second annotator) and ``fov/NAME.ext`` (field of
   view); ``ext`` is png, jpg, jpeg, tif, tiff, gif or bmp, and a mask may also be named
@@ -35,9 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from common import imaging
-from common.deid import SiteSecret, deidentify
+from common import imaging, pixel_phi
+from common.anonymize import deidentify_file
 from common.errors import IntakeError
+from common.pseudonyms import TABLE_FILE, ReidentificationTable, SiteSecret
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +49,6 @@ FOLDER_ROLES = {"images": "image", "masks": "mask", "masks2": "mask2", "fov": "f
 CACHE_VERSION = "3"
 PROCESSED, QUARANTINED, REJECTED = "processed", "quarantined", "rejected"
 REPORT_FILE = "intake_report.json"
-
-#: Known burned-in text regions per device (fraction of rows from the top), in the spirit of
-#: per-model pixel anonymiser scripts. Images flagged BurnedInAnnotation=YES from any other
-#: device are quarantined until OCR-based cleaning exists.
-BURNED_IN_REGIONS: dict[tuple[str, str], float] = {
-    ("Helios Medical", "Helix DX-9"): 0.08,
-}
 
 
 @dataclass
@@ -168,25 +164,6 @@ def _folder_role(rel: Path) -> str | None:
     return FOLDER_ROLES.get(rel.parts[-2].lower())
 
 
-def _read_dicom(path: Path, secret: SiteSecret):
-    """Read and de-identify one DICOM file. Raises IntakeError with a reason."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        ds = pydicom.dcmread(path)
-    except InvalidDicomError:
-        raise IntakeError("not a DICOM file or supported image") from None
-    except PermissionError:
-        raise IntakeError("unreadable: permission denied") from None
-    except Exception as exc:  # truncated, corrupt
-        raise IntakeError(f"unreadable DICOM ({type(exc).__name__})") from None
-    if path.name.upper() == "DICOMDIR" or "DirectoryRecordSequence" in ds:
-        raise IntakeError("DICOMDIR index file, not an image")
-    deidentify(ds, secret)
-    return ds
-
-
 def _dicom_pixels(ds) -> np.ndarray:
     if "PixelData" not in ds:
         raise IntakeError("no pixel data")
@@ -219,21 +196,7 @@ def _image_from_dicom(ds) -> np.ndarray:
     arr = _dicom_pixels(ds)
     if int(ds.get("NumberOfFrames", 1) or 1) > 1 or arr.ndim != 2:
         raise IntakeError(f"not a single-frame greyscale image (pixel array shape {arr.shape})")
-    if str(ds.get("BurnedInAnnotation", "NO")).upper() == "YES":
-        key = (str(ds.get("Manufacturer", "")), str(ds.get("ManufacturerModelName", "")))
-        band = BURNED_IN_REGIONS.get(key)
-        if band is None:
-            raise IntakeError(
-                "burned-in annotation on a device with no known text region", quarantine=True
-            )
-        arr = arr.copy()
-        rows = int(np.ceil(arr.shape[0] * band))
-        background = (
-            arr[rows:].min()
-            if str(ds.PhotometricInterpretation) == "MONOCHROME2"
-            else arr[rows:].max()
-        )
-        arr[:rows] = background
+    arr = pixel_phi.clean_pixels(ds, arr)
     return imaging.dicom_to_unit(ds, arr)
 
 
@@ -330,6 +293,7 @@ def prepare_site(
     fates: dict[str, FileFate] = {}
     cases: dict[str, _Case] = {}
     segs: list[tuple[str, object]] = []
+    mapping: dict[str, tuple[str, str]] = {}
     plain: dict[str, dict[str, Path]] = {}
     vendor_info = _plain_vendor(data_dir)
     if progress:
@@ -356,11 +320,10 @@ def prepare_site(
         if path.is_symlink() and not path.exists():
             fate(rel, REJECTED, "broken symbolic link")
             continue
-        if path.stat().st_size == 0:
-            fate(rel, REJECTED, "empty file (0 bytes)")
-            continue
         try:
-            ds = _read_dicom(path, secret)
+            done = deidentify_file(path, secret)
+            mapping.update(done.mapping)
+            ds = done.ds
             if str(ds.get("Modality", "")) == "SEG":
                 segs.append((rel, ds))
                 continue
@@ -407,6 +370,10 @@ def prepare_site(
         good.append(case)
 
     report.files = [fates[k] for k in sorted(fates)]
+    if mapping:
+        table = ReidentificationTable(state_dir / TABLE_FILE, secret)
+        table.add(mapping)
+        table.save()
     arrays = _to_arrays(good, image_size)
     _summarise(report, good, arrays)
     cache_npz.parent.mkdir(parents=True, exist_ok=True)

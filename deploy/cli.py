@@ -108,6 +108,72 @@ def site_prepare(
         raise typer.Exit(1)
 
 
+@app.command()
+def anonymize(
+    in_dir: Path = typer.Argument(..., help="Folder of DICOM files (only read)."),
+    out_dir: Path = typer.Argument(..., help="Where de-identified files go."),
+    site_secret: Path = typer.Option(..., help="The site secret file (created if absent)."),
+    workers: int = typer.Option(1, help="Worker processes."),
+) -> None:
+    """De-identify a folder: every input written, quarantined or rejected with a reason."""
+    from common.anonymize import anonymize_folder
+    from common.errors import IntakeError
+
+    total = sum(1 for p in in_dir.rglob("*") if p.is_file()) if in_dir.is_dir() else 0
+    try:
+        with _progress() as bar:
+            task = bar.add_task("de-identifying", total=total)
+            report = anonymize_folder(
+                in_dir, out_dir, site_secret, workers, progress=lambda n: bar.advance(task, n)
+            )
+    except IntakeError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    c = report.counts
+    console.print(
+        f"{report.inputs} inputs: {c['written']} written, {c['quarantined']} "
+        f"quarantined, {c['rejected']} rejected in {report.seconds:.1f} s "
+        f"({report.inputs / max(report.seconds, 1e-9):.0f} files/s, "
+        f"{workers} worker(s))"
+    )
+    bad = [f for f in report.files if f["fate"] != "written"]
+    if bad:
+        table = Table("input", "fate", "reason")
+        for f in bad:
+            table.add_row(f["input"], f["fate"], f["reason"])
+        console.print(table)
+    console.print(
+        f"full report (names input files, keep it at the site): "
+        f"{site_secret.parent / 'anonymization_report.json'}"
+    )
+
+
+@app.command()
+def reidentify(
+    pseudonym: list[str] = typer.Argument(..., help="Pseudonyms or 2.25 UIDs to map back."),
+    site_secret: Path = typer.Option(..., help="The site secret file."),
+) -> None:
+    """Map pseudonyms back to original values (authorised site staff only)."""
+    from common.pseudonyms import TABLE_FILE, ReidentificationTable, SiteSecret
+
+    if not site_secret.exists():
+        console.print(f"[red]error:[/] no site secret at {site_secret}")
+        raise typer.Exit(2)
+    table = ReidentificationTable(
+        site_secret.parent / TABLE_FILE, SiteSecret(site_secret.read_bytes())
+    )
+    missing = 0
+    for p in pseudonym:
+        entry = table.lookup(p)
+        if entry is None:
+            missing += 1
+            console.print(f"{p}: not in this site's table")
+        else:
+            console.print(f"{p}: {entry['kind']} = {entry['value']}")
+    if missing:
+        raise typer.Exit(1)
+
+
 @site_app.command("serve")
 def site_serve(
     state_dir: Path = typer.Option(..., help="The site's state dir (same as its node_config)."),

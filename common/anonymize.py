@@ -1,0 +1,351 @@
+"""The site's one de-identification path, for one file and for a whole folder.
+
+:func:`deidentify_file` reads a DICOM file, notes every identifying value it holds,
+de-identifies it (:func:`common.deid.deidentify`), cleans or refuses burned-in text
+(:mod:`common.pixel_phi`), serialises it, and searches the result's raw bytes for the
+noted values (:mod:`common.verify`). The site intake and ``fedsynth anonymize`` both go
+through it.
+
+:func:`anonymize_folder` runs it over a folder with worker processes and gives every
+input one fate: **written** (to ``OUT/<patient pseudonym>/<instance UID>.dcm``),
+**quarantined** (the input copied to the site's private quarantine folder, with the
+reason) or **rejected** (with the reason). The input folder is only read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from common.deid import KEEP, deidentify
+from common.errors import IntakeError
+from common.pseudonyms import TABLE_FILE, ReidentificationTable, SiteSecret
+
+logger = logging.getLogger(__name__)
+
+WRITTEN, QUARANTINED, REJECTED = "written", "quarantined", "rejected"
+
+
+@dataclass
+class Deidentified:
+    """A de-identified, verified file: the dataset, its bytes and the pseudonyms made."""
+
+    ds: object
+    data: bytes
+    mapping: dict[str, tuple[str, str]]
+
+
+@contextlib.contextmanager
+def _quiet_pydicom():
+    """No value validation while reading: pydicom's warnings quote header values (PHI)."""
+    from pydicom import config
+
+    modes = config.settings.reading_validation_mode, config.settings.writing_validation_mode
+    config.settings.reading_validation_mode = config.IGNORE
+    config.settings.writing_validation_mode = config.IGNORE
+    try:
+        yield
+    finally:
+        config.settings.reading_validation_mode, config.settings.writing_validation_mode = modes
+
+
+def read_dicom(path: Path):
+    """Read a DICOM file or raise :class:`IntakeError` with a reason (no header values)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        if path.stat().st_size == 0:
+            raise IntakeError("empty file (0 bytes)")
+        try:
+            ds = pydicom.dcmread(path)
+        except InvalidDicomError:
+            # No preamble or file meta (older exports): accept only if it parses as a
+            # dataset with a SOP class.
+            ds = pydicom.dcmread(path, force=True)
+            if "SOPClassUID" not in ds:
+                raise InvalidDicomError("no preamble and no SOP class") from None
+    except IntakeError:
+        raise
+    except InvalidDicomError:
+        raise IntakeError("not a DICOM file or supported image") from None
+    except PermissionError:
+        raise IntakeError("unreadable: permission denied") from None
+    except Exception as exc:  # truncated or corrupt header
+        raise IntakeError(f"unreadable DICOM ({type(exc).__name__})") from None
+    if path.name.upper() == "DICOMDIR" or "DirectoryRecordSequence" in ds:
+        raise IntakeError("DICOMDIR index file, not an image")
+    return ds
+
+
+#: FedSynth's implementation identity in the file meta of every file it writes.
+IMPLEMENTATION_CLASS_UID = "2.25.193117519187046233637960823946361004812"
+IMPLEMENTATION_VERSION = "FEDSYNTH_0_1"
+
+
+def _rewrite_file_meta(ds) -> None:
+    """A new file meta header: transfer syntax, SOP class/instance, FedSynth's identity."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import (
+        ExplicitVRBigEndian,
+        ExplicitVRLittleEndian,
+        ImplicitVRLittleEndian,
+    )
+
+    old = getattr(ds, "file_meta", None)
+    ts = old.get("TransferSyntaxUID") if old is not None else None
+    if ts is None:
+        implicit, little = getattr(ds, "original_encoding", (False, True))
+        ts = (
+            ImplicitVRLittleEndian
+            if implicit
+            else ExplicitVRLittleEndian
+            if little
+            else ExplicitVRBigEndian
+        )
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ts
+    if "SOPClassUID" in ds:
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    if "SOPInstanceUID" in ds:
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    ds.file_meta = meta
+
+
+def _clean_burned_in(ds) -> None:
+    from common import pixel_phi
+
+    if not pixel_phi.is_suspect(ds) or "PixelData" not in ds:
+        return
+    try:
+        if ds.file_meta.TransferSyntaxUID.is_compressed:
+            ds.decompress()
+        pixels = ds.pixel_array
+    except Exception as exc:
+        raise IntakeError(
+            f"burned-in annotation and pixel data that cannot be decoded ({type(exc).__name__})",
+            quarantine=True,
+        ) from None
+    if pixels.ndim != 2:
+        raise IntakeError("burned-in annotation on a multi-frame or colour image", quarantine=True)
+    ds.PixelData = pixel_phi.clean_pixels(ds, pixels).tobytes()
+
+
+def deidentify_file(path: Path, secret: SiteSecret) -> Deidentified:
+    """Read, de-identify, clean and verify one file.
+
+    Args:
+        path: the input file (only read).
+        secret: the site secret.
+
+    Returns:
+        :class:`Deidentified` (dataset, verified bytes, pseudonym mapping).
+
+    Raises:
+        IntakeError: with a reason; ``quarantine`` is set when the file holds PHI that
+            could not be removed with confidence.
+    """
+    with _quiet_pydicom():
+        return _deidentify_file(path, secret)
+
+
+def _deidentify_file(path: Path, secret: SiteSecret) -> Deidentified:
+    from pydicom import dcmwrite
+
+    from common.verify import found_in, identifying_values, kept_values
+
+    ds = read_dicom(path)
+    if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
+        raise IntakeError("no SOPClassUID or SOPInstanceUID: not a complete DICOM instance")
+    originals = identifying_values(ds, keep=KEEP)
+    mapping: dict[str, tuple[str, str]] = {}
+    deidentify(ds, secret, mapping)
+    _rewrite_file_meta(ds)
+    _clean_burned_in(ds)
+    buf = io.BytesIO()
+    try:
+        dcmwrite(buf, ds, enforce_file_format=True)
+    except Exception as exc:
+        raise IntakeError(f"cannot be written back as DICOM ({type(exc).__name__})") from None
+    data = buf.getvalue()
+    hits = found_in(data, originals, kept_values(ds, KEEP))
+    if hits:
+        raise IntakeError(
+            f"self-verification found original values of {', '.join(hits)} in the output",
+            quarantine=True,
+        )
+    return Deidentified(ds=ds, data=data, mapping=mapping)
+
+
+# ------------------------------------------------------------------------------ folder
+
+_SECRET: SiteSecret | None = None
+
+
+def _init_worker(secret_path: str) -> None:
+    global _SECRET  # one secret per worker process, loaded once
+    _SECRET = SiteSecret.load_or_create(secret_path)
+
+
+def _one(job: tuple[str, str, str, str]) -> dict:
+    in_dir, rel, out_dir, quarantine_dir = job
+    path = Path(in_dir) / rel
+    assert _SECRET is not None
+    try:
+        result = deidentify_file(path, _SECRET)
+    except IntakeError as exc:
+        if exc.quarantine:
+            qdir = Path(quarantine_dir)
+            qdir.mkdir(parents=True, exist_ok=True)
+            digest = hashlib.sha256(rel.encode()).hexdigest()[:16]
+            target = qdir / f"{digest}{path.suffix}"
+            shutil.copyfile(path, target)
+            return {
+                "input": rel,
+                "fate": QUARANTINED,
+                "reason": str(exc),
+                "quarantined-as": target.name,
+            }
+        return {"input": rel, "fate": REJECTED, "reason": str(exc)}
+    ds = result.ds
+    patient = str(ds.get("PatientID", "") or "no-patient-id")
+    output = f"{patient}/{ds.SOPInstanceUID}.dcm"
+    part = Path(out_dir) / f"{output}.{hashlib.sha256(rel.encode()).hexdigest()[:12]}.part"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(result.data)
+    return {
+        "input": rel,
+        "fate": WRITTEN,
+        "output": output,
+        "part": str(part),
+        "mapping": result.mapping,
+    }
+
+
+def _place(res: dict, out_dir: Path) -> dict:
+    """Move a worker's output into place, in input order (so duplicates resolve the same
+    way however many workers ran)."""
+    part = Path(res.pop("part", "")) if "part" in res else None
+    if part is None:
+        return res
+    target = out_dir / res["output"]
+    if target.exists():
+        same = target.read_bytes() == part.read_bytes()
+        part.unlink()
+        if same:
+            return {**res, "note": "identical output already present"}
+        res.pop("mapping", None)
+        return {
+            "input": res["input"],
+            "fate": REJECTED,
+            "reason": "same SOPInstanceUID as an earlier input, with different content",
+        }
+    part.replace(target)
+    return res
+
+
+@dataclass
+class AnonymizationReport:
+    """Every input's fate; ``counts`` add up to ``inputs``."""
+
+    inputs: int
+    counts: dict[str, int]
+    files: list[dict]
+    seconds: float
+    workers: int
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict (names input files: keep it at the site)."""
+        return asdict(self)
+
+
+def anonymize_folder(
+    in_dir: Path,
+    out_dir: Path,
+    secret_path: Path,
+    workers: int = 1,
+    quarantine_dir: Path | None = None,
+    progress=None,
+) -> AnonymizationReport:
+    """De-identify every file under ``in_dir`` into ``out_dir``.
+
+    Args:
+        in_dir: the input folder (never modified).
+        out_dir: where de-identified files go (``<patient pseudonym>/<instance UID>.dcm``).
+        secret_path: the site secret file (created if absent, mode 0600).
+        workers: worker processes (1: in this process).
+        quarantine_dir: where quarantined inputs are copied (default: ``quarantine/``
+            beside the secret, i.e. in the site's private state).
+        progress: optional callable ``progress(advance)`` called per file.
+
+    Returns:
+        The report, also written (with input paths) beside the secret as
+        ``anonymization_report.json``; ``out_dir/anonymization_summary.json`` gets the
+        counts only, since input paths can carry identifiers.
+    """
+    in_dir, out_dir, secret_path = Path(in_dir), Path(out_dir), Path(secret_path)
+    if not in_dir.is_dir():
+        raise IntakeError(f"input folder {in_dir} does not exist or is not a folder")
+    if out_dir.resolve().is_relative_to(in_dir.resolve()):
+        raise IntakeError(
+            f"output folder {out_dir} lies inside the input folder; "
+            "choose one outside it (the input is never modified)"
+        )
+    private = secret_path.parent
+    quarantine_dir = quarantine_dir or private / "quarantine"
+    secret = SiteSecret.load_or_create(secret_path)
+    files = sorted(
+        str(p.relative_to(in_dir)) for p in in_dir.rglob("*") if p.is_file() or p.is_symlink()
+    )
+    jobs = [(str(in_dir), rel, str(out_dir), str(quarantine_dir)) for rel in files]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    results = []
+    if workers <= 1:
+        _init_worker(str(secret_path))
+        for job in jobs:
+            results.append(_place(_one(job), out_dir))
+            if progress:
+                progress(1)
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork")
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(str(secret_path),)) as pool:
+            for res in pool.imap(_one, jobs, chunksize=8):  # results come in input order
+                results.append(_place(res, out_dir))
+                if progress:
+                    progress(1)
+    seconds = time.perf_counter() - start
+    table = ReidentificationTable(private / TABLE_FILE, secret)
+    for res in results:
+        table.add(res.pop("mapping", {}))
+    table.save()
+    counts = Counter(r["fate"] for r in results)
+    report = AnonymizationReport(
+        inputs=len(files),
+        counts={
+            WRITTEN: counts[WRITTEN],
+            QUARANTINED: counts[QUARANTINED],
+            REJECTED: counts[REJECTED],
+        },
+        files=results,
+        seconds=seconds,
+        workers=workers,
+    )
+    (private / "anonymization_report.json").write_text(json.dumps(report.to_json(), indent=2))
+    (out_dir / "anonymization_summary.json").write_text(
+        json.dumps({"inputs": report.inputs, "counts": report.counts}, indent=2)
+    )
+    logger.info("anonymized %d inputs: %s", report.inputs, report.counts)
+    return report
