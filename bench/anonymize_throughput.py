@@ -2,8 +2,10 @@
 
 The 176 files (86 top-level, plus DICOMDIR trees; many vendors, encodings and transfer
 syntaxes) are copied ``--copies`` times into one input folder and anonymized with 1 and
-with ``--workers`` processes, side by side in one run. Every file counts, whatever its
-fate (written, quarantined or rejected), since every one is read and judged.
+with ``--workers`` processes, with pixel OCR on and off (``FEDSYNTH_OCR=0``: suspect
+images without a known text region are then quarantined), side by side in one run.
+Every file counts, whatever its fate (written, quarantined or rejected), since every one
+is read and judged.
 
 Usage::
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -39,21 +42,36 @@ def main() -> None:
         src = Path(tmp) / "in"
         for i in range(args.copies):
             shutil.copytree(SOURCE, src / f"copy{i:02d}")
-        for workers in (1, args.workers):
-            out = Path(tmp) / f"out-{workers}"
-            start = time.perf_counter()
-            report = anonymize_folder(src, out, Path(tmp) / f"state-{workers}" / "site.secret",
-                                      workers=workers)
-            wall = time.perf_counter() - start
-            rows.append({"workers": workers, "files": report.inputs, "seconds": wall,
-                         "files-per-second": report.inputs / wall, "counts": report.counts})
+        for ocr in ("1", "0"):
+            os.environ["FEDSYNTH_OCR"] = ocr  # inherited by the worker processes
+            for workers in (1, args.workers):
+                out = Path(tmp) / f"out-{workers}-{ocr}"
+                start = time.perf_counter()
+                report = anonymize_folder(
+                    src, out, Path(tmp) / f"state-{workers}-{ocr}" / "site.secret", workers=workers
+                )
+                wall = time.perf_counter() - start
+                rows.append(
+                    {
+                        "ocr": ocr == "1",
+                        "workers": workers,
+                        "files": report.inputs,
+                        "seconds": wall,
+                        "files-per-second": report.inputs / wall,
+                        "counts": report.counts,
+                    }
+                )
     base = rows[0]["files-per-second"]
     for r in rows:
-        print(f"{r['workers']} worker(s): {r['files']} files in {r['seconds']:.2f} s = "
-              f"{r['files-per-second']:.0f} files/s ({r['files-per-second'] / base:.2f}x)")
+        print(
+            f"OCR {'on ' if r['ocr'] else 'off'}, {r['workers']} worker(s): {r['files']} files "
+            f"in {r['seconds']:.2f} s = {r['files-per-second']:.0f} files/s "
+            f"({r['files-per-second'] / base:.2f}x); {r['counts']}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"measured": time.strftime("%Y-%m-%d %H:%M"),
-                                    "rows": rows}, indent=2))
+    args.out.write_text(
+        json.dumps({"measured": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}, indent=2)
+    )
 
 
 if __name__ == "__main__":

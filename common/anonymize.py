@@ -25,6 +25,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from common.deid import KEEP, deidentify
 from common.errors import IntakeError
 from common.pseudonyms import TABLE_FILE, ReidentificationTable, SiteSecret
@@ -133,12 +135,16 @@ def _clean_burned_in(ds) -> None:
         pixels = ds.pixel_array
     except Exception as exc:
         raise IntakeError(
-            f"burned-in annotation and pixel data that cannot be decoded ({type(exc).__name__})",
+            f"possible burned-in text and pixel data that cannot be decoded ({type(exc).__name__})",
             quarantine=True,
         ) from None
-    if pixels.ndim != 2:
-        raise IntakeError("burned-in annotation on a multi-frame or colour image", quarantine=True)
-    ds.PixelData = pixel_phi.clean_pixels(ds, pixels).tobytes()
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise IntakeError(
+            "possible burned-in text in a multi-frame image (not cleaned yet)", quarantine=True
+        )
+    cleaned = pixel_phi.clean_pixels(ds, pixels)
+    if cleaned is not pixels:
+        ds.PixelData = np.ascontiguousarray(cleaned).astype(pixels.dtype).tobytes()
 
 
 def deidentify_file(path: Path, secret: SiteSecret) -> Deidentified:

@@ -4,6 +4,16 @@
 # Safe to run again; it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# OCR for burned-in text in pixel data (Debian's tesseract-ocr). Without it, images that
+# may carry burned-in text and have no known text region are quarantined, never used.
+if ! command -v tesseract >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr) \
+      >/dev/null 2>&1 || echo "warning: could not install tesseract-ocr; pixel OCR disabled" >&2
+  else
+    echo "note: install Debian's tesseract-ocr (as root) to enable pixel OCR" >&2
+  fi
+fi
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
