@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.deid import KEEP, deidentify
+from common.deid import DeidOptions, deidentify, is_kept
 from common.errors import IntakeError
 from common.pseudonyms import TABLE_FILE, ReidentificationTable, SiteSecret
 
@@ -124,11 +124,14 @@ def _rewrite_file_meta(ds) -> None:
     ds.file_meta = meta
 
 
-def _clean_burned_in(ds) -> None:
+def _clean_burned_in(ds, clean: bool) -> bool:
+    """Remove burned-in text from a suspect image; True if pixels were changed."""
     from common import pixel_phi
 
     if not pixel_phi.is_suspect(ds) or "PixelData" not in ds:
-        return
+        return False
+    if not clean:
+        raise IntakeError("possible burned-in text and Clean Pixel Data is off", quarantine=True)
     try:
         if ds.file_meta.TransferSyntaxUID.is_compressed:
             ds.decompress()
@@ -143,16 +146,23 @@ def _clean_burned_in(ds) -> None:
             "possible burned-in text in a multi-frame image (not cleaned yet)", quarantine=True
         )
     cleaned = pixel_phi.clean_pixels(ds, pixels)
-    if cleaned is not pixels:
-        ds.PixelData = np.ascontiguousarray(cleaned).astype(pixels.dtype).tobytes()
+    if cleaned is pixels:
+        return False
+    ds.PixelData = np.ascontiguousarray(cleaned).astype(pixels.dtype).tobytes()
+    return True
 
 
-def deidentify_file(path: Path, secret: SiteSecret) -> Deidentified:
+def deidentify_file(
+    path: Path, secret: SiteSecret, options: DeidOptions = DeidOptions(), clean_pixels: bool = True
+) -> Deidentified:
     """Read, de-identify, clean and verify one file.
 
     Args:
         path: the input file (only read).
         secret: the site secret.
+        options: the profile options.
+        clean_pixels: Clean Pixel Data: blank burned-in text (else suspect images are
+            quarantined).
 
     Returns:
         :class:`Deidentified` (dataset, verified bytes, pseudonym mapping).
@@ -162,10 +172,12 @@ def deidentify_file(path: Path, secret: SiteSecret) -> Deidentified:
             could not be removed with confidence.
     """
     with _quiet_pydicom():
-        return _deidentify_file(path, secret)
+        return _deidentify_file(path, secret, options, clean_pixels)
 
 
-def _deidentify_file(path: Path, secret: SiteSecret) -> Deidentified:
+def _deidentify_file(
+    path: Path, secret: SiteSecret, options: DeidOptions, clean_pixels: bool
+) -> Deidentified:
     from pydicom import dcmwrite
 
     from common.verify import found_in, identifying_values, kept_values
@@ -173,18 +185,23 @@ def _deidentify_file(path: Path, secret: SiteSecret) -> Deidentified:
     ds = read_dicom(path)
     if "SOPClassUID" not in ds or "SOPInstanceUID" not in ds:
         raise IntakeError("no SOPClassUID or SOPInstanceUID: not a complete DICOM instance")
-    originals = identifying_values(ds, keep=KEEP)
+
+    def kept(tag) -> bool:
+        return is_kept(tag, options)
+
+    originals = identifying_values(ds, kept)
+    allowed = kept_values(ds, kept)  # what the input holds in attributes the profile keeps
+    cleaned = _clean_burned_in(ds, clean_pixels)
     mapping: dict[str, tuple[str, str]] = {}
-    deidentify(ds, secret, mapping)
+    deidentify(ds, secret, mapping, options, pixels_cleaned=cleaned)
     _rewrite_file_meta(ds)
-    _clean_burned_in(ds)
     buf = io.BytesIO()
     try:
         dcmwrite(buf, ds, enforce_file_format=True)
     except Exception as exc:
         raise IntakeError(f"cannot be written back as DICOM ({type(exc).__name__})") from None
     data = buf.getvalue()
-    hits = found_in(data, originals, kept_values(ds, KEEP))
+    hits = found_in(data, originals, allowed)
     if hits:
         raise IntakeError(
             f"self-verification found original values of {', '.join(hits)} in the output",
@@ -203,12 +220,12 @@ def _init_worker(secret_path: str) -> None:
     _SECRET = SiteSecret.load_or_create(secret_path)
 
 
-def _one(job: tuple[str, str, str, str]) -> dict:
-    in_dir, rel, out_dir, quarantine_dir = job
+def _one(job: tuple) -> dict:
+    in_dir, rel, out_dir, quarantine_dir, options, clean_pixels = job
     path = Path(in_dir) / rel
     assert _SECRET is not None
     try:
-        result = deidentify_file(path, _SECRET)
+        result = deidentify_file(path, _SECRET, options, clean_pixels)
     except IntakeError as exc:
         if exc.quarantine:
             qdir = Path(quarantine_dir)
@@ -282,6 +299,8 @@ def anonymize_folder(
     workers: int = 1,
     quarantine_dir: Path | None = None,
     progress=None,
+    options: DeidOptions = DeidOptions(),
+    clean_pixels: bool = True,
 ) -> AnonymizationReport:
     """De-identify every file under ``in_dir`` into ``out_dir``.
 
@@ -293,6 +312,8 @@ def anonymize_folder(
         quarantine_dir: where quarantined inputs are copied (default: ``quarantine/``
             beside the secret, i.e. in the site's private state).
         progress: optional callable ``progress(advance)`` called per file.
+        options: the profile options.
+        clean_pixels: Clean Pixel Data (else suspect images are quarantined).
 
     Returns:
         The report, also written (with input paths) beside the secret as
@@ -313,7 +334,10 @@ def anonymize_folder(
     files = sorted(
         str(p.relative_to(in_dir)) for p in in_dir.rglob("*") if p.is_file() or p.is_symlink()
     )
-    jobs = [(str(in_dir), rel, str(out_dir), str(quarantine_dir)) for rel in files]
+    jobs = [
+        (str(in_dir), rel, str(out_dir), str(quarantine_dir), options, clean_pixels)
+        for rel in files
+    ]
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results = []

@@ -7,21 +7,22 @@ string value of an attribute the profile does not keep, and the string values of
 private elements. After writing, the output's raw bytes are searched for each value in
 every encoding the file could carry; any hit means the file must be quarantined.
 
-Values that the output keeps on purpose (e.g. the manufacturer) are not searched for,
+Values that the output keeps on purpose (e.g. the manufacturer) are allowed,
 and neither are values shorter than :data:`MIN_LENGTH` bytes, which would match by chance.
 
 Example:
     >>> from pydicom.dataset import Dataset
     >>> ds = Dataset(); ds.PatientName = "Doe^Jane"
-    >>> found_in(b"...Doe^Jane...", identifying_values(ds, keep=frozenset()))
+    >>> found_in(b"...Doe^Jane...", identifying_values(ds, kept=lambda tag: False))
     ['PatientName']
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
 MIN_LENGTH = 4
@@ -60,12 +61,14 @@ def _variants(text: str, vr: str) -> set[str]:
     return {t for t in out if len(t) >= MIN_LENGTH and len(set(t)) > 1}
 
 
-def identifying_values(ds: Dataset, keep: frozenset[str]) -> dict[bytes, str]:
+def identifying_values(ds: Dataset, kept: Callable[[BaseTag], bool]) -> dict[bytes, str]:
     """Every identifying value of ``ds`` (file meta and nested items included).
 
     Args:
         ds: the input dataset, before de-identification.
-        keep: keywords whose values the profile keeps on purpose.
+        kept: whether the profile keeps an attribute's value (see
+            :func:`common.deid.is_kept`); the text of kept attributes is not searched
+            for, but PN, DA, DT, TM and non-public UI values always are.
 
     Returns:
         ``{encoded bytes: keyword}`` for each value in each plausible encoding.
@@ -81,13 +84,9 @@ def identifying_values(ds: Dataset, keep: frozenset[str]) -> dict[bytes, str]:
                 continue
             keyword = elem.keyword or f"private {elem.tag}"
             private = elem.tag.is_private
-            if not private and keyword in keep and elem.VR not in ALWAYS - {"UI"}:
-                continue
             if elem.VR == "UI":
                 values = [v for v in _strings(elem.value) if not _public_uid(v)]
-            elif elem.VR in ALWAYS or (
-                elem.VR in IDENTIFYING_TEXT and (private or keyword not in keep)
-            ):
+            elif elem.VR in ALWAYS or (elem.VR in IDENTIFYING_TEXT and not kept(elem.tag)):
                 values = _strings(elem.value)
             elif (
                 private and elem.VR in TEXT | {"UN", "OB"} and isinstance(elem.value, (str, bytes))
@@ -117,13 +116,20 @@ def _public_uid(value: str) -> bool:
     return uid.is_valid and uid.name != value
 
 
-def kept_values(ds: Dataset, keep: frozenset[str]) -> set[bytes]:
-    """Raw string values of the attributes the profile keeps on purpose (``keep``)."""
+def kept_values(ds: Dataset, kept: Callable[[BaseTag], bool]) -> set[bytes]:
+    """Raw string values of the attributes the profile keeps on purpose.
+
+    Computed on the *input*: an identifying value that reappears in the output is allowed
+    only if the input already held it in an attribute the profile keeps (a model name in
+    a vendor's private block, say), not if a rule put it somewhere new.
+    """
     out: set[bytes] = set()
     for elem in ds.iterall():
-        if elem.keyword not in keep or elem.VR not in TEXT | {"PN"}:
+        if elem.VR == "SQ" or not kept(elem.tag):
             continue
         for v in _strings(elem.value):
+            if isinstance(v, bytes):
+                continue
             for enc in ("ascii", "latin_1", "utf_8"):
                 try:
                     out.add(v.strip().encode(enc))

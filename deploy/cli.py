@@ -114,17 +114,64 @@ def anonymize(
     out_dir: Path = typer.Argument(..., help="Where de-identified files go."),
     site_secret: Path = typer.Option(..., help="The site secret file (created if absent)."),
     workers: int = typer.Option(1, help="Worker processes."),
+    retain_safe_private: bool = typer.Option(False, help="PS3.15 Retain Safe Private Option."),
+    retain_uids: bool = typer.Option(False, help="PS3.15 Retain UIDs Option."),
+    retain_device_identity: bool = typer.Option(False, help="Retain Device Identity Option."),
+    retain_institution_identity: bool = typer.Option(
+        False, help="Retain Institution Identity Option."
+    ),
+    retain_patient_characteristics: bool = typer.Option(
+        False, help="Retain Patient Characteristics Option."
+    ),
+    retain_full_dates: bool = typer.Option(
+        False, help="Retain Longitudinal Temporal Information with Full Dates Option."
+    ),
+    retain_modified_dates: bool = typer.Option(
+        False,
+        help="Retain Longitudinal Temporal Information with Modified Dates Option "
+        "(one keyed shift in days per patient).",
+    ),
+    clean_descriptors: bool = typer.Option(False, help="Clean Descriptors Option."),
+    clean_structured_content: bool = typer.Option(False, help="Clean Structured Content Option."),
+    clean_graphics: bool = typer.Option(False, help="Clean Graphics Option."),
+    clean_pixel_data: bool = typer.Option(
+        True, help="Clean Pixel Data Option: blank burned-in text (off: quarantine suspects)."
+    ),
 ) -> None:
     """De-identify a folder: every input written, quarantined or rejected with a reason."""
     from common.anonymize import anonymize_folder
+    from common.deid import DeidOptions
     from common.errors import IntakeError
+
+    try:
+        options = DeidOptions(
+            retain_safe_private=retain_safe_private,
+            retain_uids=retain_uids,
+            retain_device_identity=retain_device_identity,
+            retain_institution_identity=retain_institution_identity,
+            retain_patient_characteristics=retain_patient_characteristics,
+            retain_longitudinal_full_dates=retain_full_dates,
+            retain_longitudinal_modified_dates=retain_modified_dates,
+            clean_descriptors=clean_descriptors,
+            clean_structured_content=clean_structured_content,
+            clean_graphics=clean_graphics,
+        )
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
 
     total = sum(1 for p in in_dir.rglob("*") if p.is_file()) if in_dir.is_dir() else 0
     try:
         with _progress() as bar:
             task = bar.add_task("de-identifying", total=total)
             report = anonymize_folder(
-                in_dir, out_dir, site_secret, workers, progress=lambda n: bar.advance(task, n)
+                in_dir,
+                out_dir,
+                site_secret,
+                workers,
+                progress=lambda n: bar.advance(task, n),
+                options=options,
+                clean_pixels=clean_pixel_data,
             )
     except IntakeError as exc:
         console.print(f"[red]error:[/] {exc}")

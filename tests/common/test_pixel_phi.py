@@ -49,7 +49,7 @@ def test_flagged_image_without_readable_text_is_quarantined():
 
 def test_without_ocr_unknown_devices_are_quarantined(monkeypatch):
     monkeypatch.setenv("FEDSYNTH_OCR", "0")
-    with pytest.raises(IntakeError, match="not installed") as err:
+    with pytest.raises(IntakeError, match="OCR is off") as err:
         pixel_phi.clean_pixels(_ds(), _image("SMITH JOHN"))
     assert err.value.quarantine
 
