@@ -1,0 +1,151 @@
+"""The Basic Profile from PS3.15 Table E.1-1, its options and its bookkeeping."""
+
+from __future__ import annotations
+
+import pytest
+from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.tag import Tag
+
+from common.deid import DeidOptions, action_for, deidentify
+from common.ps315_e11 import EDITION, RULES
+from common.pseudonyms import SiteSecret
+
+SECRET = SiteSecret(b"0123456789abcdef0123456789abcdef")
+NUMERIC = {"US": 7, "SS": -7, "UL": 70000, "SL": -70000, "FL": 1.5, "FD": 2.5, "UV": 9, "SV": -9}
+
+
+def _value(vr: str, i: int):
+    texts = {
+        "PN": f"Orig^Name{i}",
+        "DA": "20010203",
+        "TM": "101010",
+        "DT": "20010203101010",
+        "UI": f"1.2.3.4.{i}",
+        "DS": "12.5",
+        "IS": "42",
+        "CS": "ORIGCS",
+        "AS": "042Y",
+        "AE": f"ORIGAE{i}",
+    }
+    if vr in texts:
+        return texts[vr]
+    if vr in NUMERIC:
+        return NUMERIC[vr]
+    if vr in ("OB", "OW", "UN", "OF", "OD", "OL", "OV"):
+        return b"ORIGDATA"
+    if vr == "AT":
+        return Tag(0x0010, 0x0010)
+    if vr == "SQ":
+        item = Dataset()
+        item.PatientName = f"Nested^Person{i}"
+        return Sequence([item])
+    return f"ORIG{i:05d}"
+
+
+def _every_attribute() -> Dataset:
+    ds = Dataset()
+    for i, key in enumerate(RULES):
+        if not all(c in "0123456789ABCDEF" for c in key):
+            continue
+        tag = Tag(int(key, 16))
+        if tag.group == 0x0002 or tag.group < 0x0008:
+            continue  # file meta and command groups are not dataset attributes
+        try:
+            vr = dictionary_VR(tag).split(" or ")[0]
+        except KeyError:
+            continue
+        ds.add_new(tag, vr, _value(vr, i))
+    return ds
+
+
+def test_no_table_attribute_keeps_its_original_value():
+    original = _every_attribute()
+    assert len(original) > 500, "most of Table E.1-1 should be exercised"
+    ds = deidentify(_every_attribute(), SECRET)
+    left = []
+    for elem in original:
+        if elem.tag not in ds:
+            continue
+        new = ds[elem.tag]
+        if elem.VR == "SQ":
+            if any("Nested" in str(item.get("PatientName", "")) for item in new.value):
+                left.append(elem.keyword)
+        elif new.value == elem.value and new.value not in (None, "", b""):
+            left.append(elem.keyword)
+    assert left == [], f"{len(left)} attributes kept their original value: {left[:10]}"
+
+
+def test_actions_come_from_the_table():
+    assert EDITION == "2026d"
+    assert action_for(Tag("PatientName")) == "Z"
+    assert action_for(Tag("SOPInstanceUID")) == "U"
+    assert action_for(Tag("Manufacturer")) == "K"  # not listed: kept
+    assert action_for(Tag("DeviceSerialNumber"), DeidOptions(retain_device_identity=True)) == "K"
+    assert action_for(Tag(0x0029, 0x1010)) == "X"  # private
+    assert action_for(Tag(0x6000, 0x3000)) == "X"  # overlay data
+
+
+def _study(patient: str, date: str) -> Dataset:
+    ds = Dataset()
+    ds.PatientID, ds.PatientName, ds.StudyDate = patient, f"{patient}^Test", date
+    ds.DeviceSerialNumber, ds.SeriesDescription = "SN-998877", f"follow-up of {patient}"
+    ds.SOPInstanceUID = f"1.2.840.99.{len(patient)}"
+    return ds
+
+
+def test_modified_dates_shift_consistently_per_patient():
+    opts = DeidOptions(retain_longitudinal_modified_dates=True)
+    a1 = deidentify(_study("MRN-A", "20200101"), SECRET, options=opts)
+    a2 = deidentify(_study("MRN-A", "20200111"), SECRET, options=opts)
+    b = deidentify(_study("MRN-B", "20200101"), SECRET, options=opts)
+    assert a1.StudyDate not in ("", "20200101")
+    assert int(a2.StudyDate) - int(a1.StudyDate) == 10  # intervals survive
+    assert b.StudyDate != a1.StudyDate  # other patient, other shift
+    assert a1.LongitudinalTemporalInformationModified == "MODIFIED"
+    codes = [item.CodeValue for item in a1.DeidentificationMethodCodeSequence]
+    assert codes == ["113100", "113107"]
+
+
+def test_defaults_follow_the_basic_profile_and_say_so():
+    ds = deidentify(_study("MRN-A", "20200101"), SECRET)
+    assert not ds.StudyDate and "DeviceSerialNumber" not in ds or not ds.DeviceSerialNumber
+    assert "SeriesDescription" not in ds
+    assert ds.LongitudinalTemporalInformationModified == "REMOVED"
+    assert [i.CodeValue for i in ds.DeidentificationMethodCodeSequence] == ["113100"]
+    methods = ds.DeidentificationMethod
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    assert methods == ["PS3.15 2026d Basic Profile (FedSynth)"]
+
+
+def test_options_keep_what_they_promise():
+    opts = DeidOptions(retain_device_identity=True, clean_descriptors=True)
+    ds = deidentify(_study("MRN-A", "20200101"), SECRET, options=opts)
+    assert ds.DeviceSerialNumber == "SN-998877"
+    assert not ds.get("SeriesDescription")  # it named the patient: cleaned away
+    clean = _study("MRN-A", "20200101")
+    clean.SeriesDescription = "PA erect"
+    assert deidentify(clean, SECRET, options=opts).SeriesDescription == "PA erect"
+    with pytest.raises(ValueError, match="not both"):
+        DeidOptions(retain_longitudinal_full_dates=True, retain_longitudinal_modified_dates=True)
+
+
+def test_nested_sequences_are_cleaned_at_any_depth():
+    ds = _study("MRN-A", "20200101")
+    inner = Dataset()
+    inner.PatientName = "Deep^Person"
+    inner.ReferencedSOPInstanceUID = "1.2.840.99.5"
+    middle = Dataset()
+    middle.ReferencedSOPSequence = Sequence([inner])
+    ds.ReferencedStudySequence = Sequence([middle])
+    ds.SourceImageSequence = Sequence([Dataset()])
+    ds.SourceImageSequence[0].ReferencedSOPInstanceUID = "1.2.840.99.5"
+    out = deidentify(ds, SECRET)
+    text = str(out)
+    assert "Deep" not in text and "1.2.840.99.5" not in text
+    if "ReferencedStudySequence" in out and len(out.ReferencedStudySequence):
+        ref = out.ReferencedStudySequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+        assert (
+            ref == out.SourceImageSequence[0].ReferencedSOPInstanceUID == SECRET.uid("1.2.840.99.5")
+        )
