@@ -120,7 +120,7 @@ def clean_pixels(ds, pixels: np.ndarray) -> np.ndarray:
             return out
         raise IntakeError(
             "possible burned-in text, no known text region for this device, "
-            "and OCR (tesseract) is not installed",
+            "and OCR is off or tesseract is not installed",
             quarantine=True,
         )
     found = read_words(out)
