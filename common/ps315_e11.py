@@ -11,1784 +11,664 @@ follows as a comment, with the pydicom keyword where there is one.
 """
 
 EDITION = "2026d"
-OPTIONS = (
-    "retain_safe_private",
-    "retain_uids",
-    "retain_device_identity",
-    "retain_institution_identity",
-    "retain_patient_characteristics",
-    "retain_longitudinal_full_dates",
-    "retain_longitudinal_modified_dates",
-    "clean_descriptors",
-    "clean_structured_content",
-    "clean_graphics",
-)
+OPTIONS = ('retain_safe_private', 'retain_uids', 'retain_device_identity', 'retain_institution_identity', 'retain_patient_characteristics', 'retain_longitudinal_full_dates', 'retain_longitudinal_modified_dates', 'clean_descriptors', 'clean_structured_content', 'clean_graphics')
 
 RULES: dict[str, tuple[str, dict[str, str]]] = {
-    "00001000": ("X", {"retain_uids": "K"}),  # Affected SOP Instance UID [AffectedSOPInstanceUID]
-    "00001001": ("U", {"retain_uids": "K"}),  # Requested SOP Instance UID [RequestedSOPInstanceUID]
-    "00020003": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Media Storage SOP Instance UID [MediaStorageSOPInstanceUID]
-    "00041511": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Referenced SOP Instance UID in File [ReferencedSOPInstanceUIDInFile]
-    "00080012": (
-        "X/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Instance Creation Date [InstanceCreationDate]
-    "00080013": (
-        "X/Z/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Instance Creation Time [InstanceCreationTime]
-    "00080014": ("U", {"retain_uids": "K"}),  # Instance Creator UID [InstanceCreatorUID]
-    "00080015": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Instance Coercion DateTime [InstanceCoercionDateTime]
-    "00080017": ("U", {"retain_uids": "K"}),  # Acquisition UID [AcquisitionUID]
-    "00080018": ("U", {"retain_uids": "K"}),  # SOP Instance UID [SOPInstanceUID]
-    "00080019": ("U", {"retain_uids": "K"}),  # Pyramid UID [PyramidUID]
-    "00080020": (
-        "Z",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Study Date [StudyDate]
-    "00080021": (
-        "X/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Series Date [SeriesDate]
-    "00080022": (
-        "X/Z",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Acquisition Date [AcquisitionDate]
-    "00080023": (
-        "Z/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Content Date [ContentDate]
-    "00080024": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Overlay Date [OverlayDate] (retired)
-    "00080025": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Curve Date [CurveDate] (retired)
-    "0008002A": (
-        "X/Z/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Acquisition DateTime [AcquisitionDateTime]
-    "00080030": (
-        "Z",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Study Time [StudyTime]
-    "00080031": (
-        "X/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Series Time [SeriesTime]
-    "00080032": (
-        "X/Z",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Acquisition Time [AcquisitionTime]
-    "00080033": (
-        "Z/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Content Time [ContentTime]
-    "00080034": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Overlay Time [OverlayTime] (retired)
-    "00080035": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Curve Time [CurveTime] (retired)
-    "00080050": ("Z", {}),  # Accession Number [AccessionNumber]
-    "00080054": ("X", {"retain_device_identity": "C"}),  # Retrieve AE Title [RetrieveAETitle]
-    "00080055": ("X", {"retain_device_identity": "C"}),  # Station AE Title [StationAETitle]
-    "00080058": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Failed SOP Instance UID List [FailedSOPInstanceUIDList]
-    "00080080": (
-        "X/Z/D",
-        {"retain_institution_identity": "K"},
-    ),  # Institution Name [InstitutionName]
-    "00080081": (
-        "X",
-        {"retain_institution_identity": "K"},
-    ),  # Institution Address [InstitutionAddress]
-    "00080082": (
-        "X/Z/D",
-        {"retain_institution_identity": "K"},
-    ),  # Institution Code Sequence [InstitutionCodeSequence]
-    "00080090": ("Z", {}),  # Referring Physician's Name [ReferringPhysicianName]
-    "00080092": ("X", {}),  # Referring Physician's Address [ReferringPhysicianAddress]
-    "00080094": (
-        "X",
-        {},
-    ),  # Referring Physician's Telephone Numbers [ReferringPhysicianTelephoneNumbers]
-    "00080096": (
-        "X",
-        {},
-    ),  # Referring Physician Identification Sequence [ReferringPhysicianIdentificationSequence]
-    "0008009C": ("Z", {}),  # Consulting Physician's Name [ConsultingPhysicianName]
-    "0008009D": (
-        "X",
-        {},
-    ),  # Consulting Physician Identification Sequence [ConsultingPhysicianIdentificationSequence]
-    "00080106": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Context Group Version [ContextGroupVersion]
-    "00080107": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Context Group Local Version [ContextGroupLocalVersion]
-    "00080201": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Timezone Offset From UTC [TimezoneOffsetFromUTC]
-    "00081000": ("X", {"retain_device_identity": "C"}),  # Network ID [NetworkID] (retired)
-    "00081010": ("X/Z/D", {"retain_device_identity": "K"}),  # Station Name [StationName]
-    "00081030": ("X", {"clean_descriptors": "C"}),  # Study Description [StudyDescription]
-    "0008103E": ("X", {"clean_descriptors": "C"}),  # Series Description [SeriesDescription]
-    "00081040": (
-        "X",
-        {"retain_institution_identity": "K"},
-    ),  # Institutional Department Name [InstitutionalDepartmentName]
-    "00081041": (
-        "X",
-        {"retain_institution_identity": "K"},
-    ),  # Institutional Department Type Code Sequence [InstitutionalDepartmentTypeCodeSequence]
-    "00081048": ("X", {}),  # Physician(s) of Record [PhysiciansOfRecord]
-    "00081049": (
-        "X",
-        {},
-    ),  # Physician(s) of Record Identification Sequence [PhysiciansOfRecordIdentificationSequence]
-    "00081050": ("X", {}),  # Performing Physician's Name [PerformingPhysicianName]
-    "00081052": (
-        "X",
-        {},
-    ),  # Performing Physician Identification Sequence [PerformingPhysicianIdentificationSequence]
-    "00081060": ("X", {}),  # Name of Physician(s) Reading Study [NameOfPhysiciansReadingStudy]
-    "00081062": (
-        "X",
-        {},
-    ),  # Physician(s) Reading Study Identification Sequence [PhysiciansReadingStudyIdentificationSequence]
-    "00081070": ("X/Z/D", {}),  # Operators' Name [OperatorsName]
-    "00081072": ("X/D", {}),  # Operator Identification Sequence [OperatorIdentificationSequence]
-    "00081080": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Admitting Diagnoses Description [AdmittingDiagnosesDescription]
-    "00081084": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Admitting Diagnoses Code Sequence [AdmittingDiagnosesCodeSequence]
-    "00081088": ("X", {"clean_descriptors": "C"}),  # Pyramid Description [PyramidDescription]
-    "00081110": (
-        "X/Z",
-        {"retain_uids": "K"},
-    ),  # Referenced Study Sequence [ReferencedStudySequence]
-    "00081111": (
-        "X/Z/D",
-        {"retain_uids": "K"},
-    ),  # Referenced Performed Procedure Step Sequence [ReferencedPerformedProcedureStepSequence]
-    "00081120": (
-        "X",
-        {"retain_uids": "K"},
-    ),  # Referenced Patient Sequence [ReferencedPatientSequence]
-    "00081140": (
-        "X/Z/U*",
-        {"retain_uids": "K"},
-    ),  # Referenced Image Sequence [ReferencedImageSequence]
-    "00081155": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Referenced SOP Instance UID [ReferencedSOPInstanceUID]
-    "00081195": ("U", {"retain_uids": "K"}),  # Transaction UID [TransactionUID]
-    "00081301": ("X", {"clean_descriptors": "C"}),  # Principal Diagnosis Code Sequence
-    "00081302": ("X", {"clean_descriptors": "C"}),  # Primary Diagnosis Code Sequence
-    "00081303": ("X", {"clean_descriptors": "C"}),  # Secondary Diagnoses Code Sequence
-    "00081304": ("X", {"clean_descriptors": "C"}),  # Histological Diagnoses Code Sequence
-    "00082111": ("X", {"clean_descriptors": "C"}),  # Derivation Description [DerivationDescription]
-    "00082112": ("X/Z/U*", {"retain_uids": "K"}),  # Source Image Sequence [SourceImageSequence]
-    "00083010": ("U", {"retain_uids": "K"}),  # Irradiation Event UID [IrradiationEventUID]
-    "00084000": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Identifying Comments [IdentifyingComments] (retired)
-    "00100010": ("Z", {}),  # Patient's Name [PatientName]
-    "00100011": ("X", {}),  # Person Names to Use Sequence
-    "00100012": ("X", {}),  # Name to Use
-    "00100013": ("X", {}),  # Name to Use Comment
-    "00100014": ("X", {}),  # Third Person Pronouns Sequence
-    "00100015": ("X", {}),  # Pronoun Code Sequence
-    "00100016": ("X", {"clean_descriptors": "C"}),  # Pronoun Comment
-    "00100020": ("Z/D", {}),  # Patient ID [PatientID]
-    "00100021": ("X", {}),  # Issuer of Patient ID [IssuerOfPatientID]
-    "00100030": ("Z", {}),  # Patient's Birth Date [PatientBirthDate]
-    "00100032": ("X", {}),  # Patient's Birth Time [PatientBirthTime]
-    "00100040": ("Z", {"retain_patient_characteristics": "K"}),  # Patient's Sex [PatientSex]
-    "00100041": ("X", {}),  # Gender Identity Sequence
-    "00100042": (
-        "X",
-        {"retain_patient_characteristics": "C", "clean_descriptors": "C"},
-    ),  # Sex Parameters for Clinical Use Category Comment
-    "00100043": (
-        "X",
-        {"retain_patient_characteristics": "K"},
-    ),  # Sex Parameters for Clinical Use Category Sequence
-    "00100044": ("X", {}),  # Gender Identity Code Sequence
-    "00100045": ("X", {"clean_descriptors": "C"}),  # Gender Identity Comment
-    "00100046": (
-        "X",
-        {"retain_patient_characteristics": "K"},
-    ),  # Sex Parameters for Clinical Use Category Code Sequence
-    "00100047": (
-        "X",
-        {"retain_patient_characteristics": "K"},
-    ),  # Sex Parameters for Clinical Use Category Reference
-    "00100050": (
-        "X",
-        {},
-    ),  # Patient's Insurance Plan Code Sequence [PatientInsurancePlanCodeSequence]
-    "00100101": (
-        "X",
-        {},
-    ),  # Patient's Primary Language Code Sequence [PatientPrimaryLanguageCodeSequence]
-    "00100102": (
-        "X",
-        {},
-    ),  # Patient's Primary Language Modifier Code Sequence [PatientPrimaryLanguageModifierCodeSequence]
-    "00101000": ("X", {}),  # Other Patient IDs [OtherPatientIDs] (retired)
-    "00101001": ("X", {}),  # Other Patient Names [OtherPatientNames]
-    "00101002": ("X", {}),  # Other Patient IDs Sequence [OtherPatientIDsSequence]
-    "00101005": ("X", {}),  # Patient's Birth Name [PatientBirthName]
-    "00101010": ("X", {"retain_patient_characteristics": "K"}),  # Patient's Age [PatientAge]
-    "00101020": ("X", {"retain_patient_characteristics": "K"}),  # Patient's Size [PatientSize]
-    "00101030": ("X", {"retain_patient_characteristics": "K"}),  # Patient's Weight [PatientWeight]
-    "00101040": ("X", {}),  # Patient's Address [PatientAddress]
-    "00101050": ("X", {}),  # Insurance Plan Identification [InsurancePlanIdentification] (retired)
-    "00101060": ("X", {}),  # Patient's Mother's Birth Name [PatientMotherBirthName]
-    "00101080": ("X", {}),  # Military Rank [MilitaryRank]
-    "00101081": ("X", {}),  # Branch of Service [BranchOfService]
-    "00101090": ("X", {}),  # Medical Record Locator [MedicalRecordLocator] (retired)
-    "00101100": ("X", {}),  # Referenced Patient Photo Sequence [ReferencedPatientPhotoSequence]
-    "00102000": ("X", {"clean_descriptors": "C"}),  # Medical Alerts [MedicalAlerts]
-    "00102110": (
-        "X",
-        {"retain_patient_characteristics": "C", "clean_descriptors": "C"},
-    ),  # Allergies [Allergies]
-    "00102150": ("X", {}),  # Country of Residence [CountryOfResidence]
-    "00102152": ("X", {}),  # Region of Residence [RegionOfResidence]
-    "00102154": ("X", {}),  # Patient's Telephone Numbers [PatientTelephoneNumbers]
-    "00102155": ("X", {}),  # Patient's Telecom Information [PatientTelecomInformation]
-    "00102160": (
-        "X",
-        {"retain_patient_characteristics": "K"},
-    ),  # Ethnic Group [EthnicGroup] (retired)
-    "00102161": (
-        "X",
-        {"retain_patient_characteristics": "K"},
-    ),  # Ethnic Group Code Sequence [EthnicGroupCodeSequence]
-    "00102162": ("X", {"retain_patient_characteristics": "K"}),  # Ethnic Groups
-    "00102180": ("X", {"clean_descriptors": "C"}),  # Occupation [Occupation]
-    "001021A0": ("X", {"retain_patient_characteristics": "K"}),  # Smoking Status [SmokingStatus]
-    "001021B0": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Additional Patient History [AdditionalPatientHistory]
-    "001021C0": (
-        "X",
-        {"retain_patient_characteristics": "K"},
-    ),  # Pregnancy Status [PregnancyStatus]
-    "001021D0": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Last Menstrual Date [LastMenstrualDate]
-    "001021F0": ("X", {}),  # Patient's Religious Preference [PatientReligiousPreference]
-    "00102203": (
-        "X/Z",
-        {"retain_patient_characteristics": "K"},
-    ),  # Patient's Sex Neutered [PatientSexNeutered]
-    "00102297": ("X", {}),  # Responsible Person [ResponsiblePerson]
-    "00102299": ("X", {}),  # Responsible Organization [ResponsibleOrganization]
-    "00104000": ("X", {"clean_descriptors": "C"}),  # Patient Comments [PatientComments]
-    "00120010": ("D", {}),  # Clinical Trial Sponsor Name [ClinicalTrialSponsorName]
-    "00120020": ("D", {}),  # Clinical Trial Protocol ID [ClinicalTrialProtocolID]
-    "00120021": ("Z", {}),  # Clinical Trial Protocol Name [ClinicalTrialProtocolName]
-    "00120022": ("X", {}),  # Issuer of Clinical Trial Protocol ID [IssuerOfClinicalTrialProtocolID]
-    "00120023": (
-        "X",
-        {},
-    ),  # Other Clinical Trial Protocol IDs Sequence [OtherClinicalTrialProtocolIDsSequence]
-    "00120030": (
-        "Z",
-        {"retain_institution_identity": "K"},
-    ),  # Clinical Trial Site ID [ClinicalTrialSiteID]
-    "00120031": (
-        "Z",
-        {"retain_institution_identity": "K"},
-    ),  # Clinical Trial Site Name [ClinicalTrialSiteName]
-    "00120032": ("X", {}),  # Issuer of Clinical Trial Site ID [IssuerOfClinicalTrialSiteID]
-    "00120040": ("D", {}),  # Clinical Trial Subject ID [ClinicalTrialSubjectID]
-    "00120041": ("X", {}),  # Issuer of Clinical Trial Subject ID [IssuerOfClinicalTrialSubjectID]
-    "00120042": ("D", {}),  # Clinical Trial Subject Reading ID [ClinicalTrialSubjectReadingID]
-    "00120043": (
-        "X",
-        {},
-    ),  # Issuer of Clinical Trial Subject Reading ID [IssuerOfClinicalTrialSubjectReadingID]
-    "00120050": ("Z", {}),  # Clinical Trial Time Point ID [ClinicalTrialTimePointID]
-    "00120051": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Clinical Trial Time Point Description [ClinicalTrialTimePointDescription]
-    "00120055": (
-        "X",
-        {},
-    ),  # Issuer of Clinical Trial Time Point ID [IssuerOfClinicalTrialTimePointID]
-    "00120060": (
-        "Z",
-        {"retain_institution_identity": "K"},
-    ),  # Clinical Trial Coordinating Center Name [ClinicalTrialCoordinatingCenterName]
-    "00120071": ("X", {}),  # Clinical Trial Series ID [ClinicalTrialSeriesID]
-    "00120072": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Clinical Trial Series Description [ClinicalTrialSeriesDescription]
-    "00120073": ("X", {}),  # Issuer of Clinical Trial Series ID [IssuerOfClinicalTrialSeriesID]
-    "00120081": (
-        "D",
-        {"retain_institution_identity": "K"},
-    ),  # Clinical Trial Protocol Ethics Committee Name [ClinicalTrialProtocolEthicsCommitteeName]
-    "00120082": (
-        "X",
-        {},
-    ),  # Clinical Trial Protocol Ethics Committee Approval Number [ClinicalTrialProtocolEthicsCommitteeApprovalNumber]
-    "00120086": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Ethics Committee Approval Effectiveness Start Date [EthicsCommitteeApprovalEffectivenessStartDate]
-    "00120087": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Ethics Committee Approval Effectiveness End Date [EthicsCommitteeApprovalEffectivenessEndDate]
-    "0014407C": (
-        "X",
-        {
-            "retain_device_identity": "K",
-            "retain_longitudinal_full_dates": "K",
-            "retain_longitudinal_modified_dates": "C",
-        },
-    ),  # Calibration Time [CalibrationTime]
-    "0014407E": (
-        "X",
-        {
-            "retain_device_identity": "K",
-            "retain_longitudinal_full_dates": "K",
-            "retain_longitudinal_modified_dates": "C",
-        },
-    ),  # Calibration Date [CalibrationDate]
-    "0016002B": ("X", {"clean_descriptors": "C"}),  # Maker Note [MakerNote]
-    "0016004B": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Device Setting Description [DeviceSettingDescription]
-    "0016004D": ("X", {}),  # Camera Owner Name [CameraOwnerName]
-    "0016004E": ("X", {"retain_device_identity": "K"}),  # Lens Specification [LensSpecification]
-    "0016004F": ("X", {"retain_device_identity": "K"}),  # Lens Make [LensMake]
-    "00160050": ("X", {"retain_device_identity": "K"}),  # Lens Model [LensModel]
-    "00160051": ("X", {"retain_device_identity": "K"}),  # Lens Serial Number [LensSerialNumber]
-    "00160070": ("X", {}),  # GPS Version ID [GPSVersionID]
-    "00160071": ("X", {}),  # GPS Latitude Ref [GPSLatitudeRef]
-    "00160072": ("X", {}),  # GPS Latitude [GPSLatitude]
-    "00160073": ("X", {}),  # GPS Longitude Ref [GPSLongitudeRef]
-    "00160074": ("X", {}),  # GPS Longitude [GPSLongitude]
-    "00160075": ("X", {}),  # GPS Altitude Ref [GPSAltitudeRef]
-    "00160076": ("X", {}),  # GPS Altitude [GPSAltitude]
-    "00160077": ("X", {}),  # GPS Time Stamp [GPSTimeStamp]
-    "00160078": ("X", {}),  # GPS Satellites [GPSSatellites]
-    "00160079": ("X", {}),  # GPS Status [GPSStatus]
-    "0016007A": ("X", {}),  # GPS Measure Mode [GPSMeasureMode]
-    "0016007B": ("X", {}),  # GPS DOP [GPSDOP]
-    "0016007C": ("X", {}),  # GPS Speed Ref [GPSSpeedRef]
-    "0016007D": ("X", {}),  # GPS Speed [GPSSpeed]
-    "0016007E": ("X", {}),  # GPS Track Ref [GPSTrackRef]
-    "0016007F": ("X", {}),  # GPS Track [GPSTrack]
-    "00160080": ("X", {}),  # GPS Img Direction Ref [GPSImgDirectionRef]
-    "00160081": ("X", {}),  # GPS Img Direction [GPSImgDirection]
-    "00160082": ("X", {}),  # GPS Map Datum [GPSMapDatum]
-    "00160083": ("X", {}),  # GPS Dest Latitude Ref [GPSDestLatitudeRef]
-    "00160084": ("X", {}),  # GPS Dest Latitude [GPSDestLatitude]
-    "00160085": ("X", {}),  # GPS Dest Longitude Ref [GPSDestLongitudeRef]
-    "00160086": ("X", {}),  # GPS Dest Longitude [GPSDestLongitude]
-    "00160087": ("X", {}),  # GPS Dest Bearing Ref [GPSDestBearingRef]
-    "00160088": ("X", {}),  # GPS Dest Bearing [GPSDestBearing]
-    "00160089": ("X", {}),  # GPS Dest Distance Ref [GPSDestDistanceRef]
-    "0016008A": ("X", {}),  # GPS Dest Distance [GPSDestDistance]
-    "0016008B": ("X", {}),  # GPS Processing Method [GPSProcessingMethod]
-    "0016008C": ("X", {}),  # GPS Area Information [GPSAreaInformation]
-    "0016008D": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # GPS Date Stamp [GPSDateStamp]
-    "0016008E": ("X", {}),  # GPS Differential [GPSDifferential]
-    "00180010": ("Z/D", {"clean_descriptors": "C"}),  # Contrast/Bolus Agent [ContrastBolusAgent]
-    "00180027": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Intervention Drug Stop Time [InterventionDrugStopTime]
-    "00180035": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Intervention Drug Start Time [InterventionDrugStartTime]
-    "00181000": (
-        "X/Z/D",
-        {"retain_device_identity": "K"},
-    ),  # Device Serial Number [DeviceSerialNumber]
-    "00181002": (
-        "U",
-        {"retain_uids": "K", "retain_device_identity": "K"},
-    ),  # Device UID [DeviceUID]
-    "00181004": ("X", {"retain_device_identity": "K"}),  # Plate ID [PlateID]
-    "00181005": ("X", {"retain_device_identity": "K"}),  # Generator ID [GeneratorID]
-    "00181007": ("X", {"retain_device_identity": "K"}),  # Cassette ID [CassetteID]
-    "00181008": ("X", {"retain_device_identity": "K"}),  # Gantry ID [GantryID]
-    "00181009": (
-        "X",
-        {"retain_device_identity": "K"},
-    ),  # Unique Device Identifier [UniqueDeviceIdentifier]
-    "0018100A": ("X", {"retain_device_identity": "K"}),  # UDI Sequence [UDISequence]
-    "0018100B": (
-        "U",
-        {"retain_uids": "K", "retain_device_identity": "K"},
-    ),  # Manufacturer's Device Class UID [ManufacturerDeviceClassUID]
-    "00181010": (
-        "X",
-        {"retain_device_identity": "K"},
-    ),  # Secondary Capture Device ID [SecondaryCaptureDeviceID]
-    "00181011": (
-        "X",
-        {"retain_device_identity": "K"},
-    ),  # Hardcopy Creation Device ID [HardcopyCreationDeviceID] (retired)
-    "00181012": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Date of Secondary Capture [DateOfSecondaryCapture]
-    "00181014": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Time of Secondary Capture [TimeOfSecondaryCapture]
-    "00181030": ("X/D", {"clean_descriptors": "C"}),  # Protocol Name [ProtocolName]
-    "00181042": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Contrast/Bolus Start Time [ContrastBolusStartTime]
-    "00181043": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Contrast/Bolus Stop Time [ContrastBolusStopTime]
-    "00181072": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Radiopharmaceutical Start Time [RadiopharmaceuticalStartTime]
-    "00181073": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Radiopharmaceutical Stop Time [RadiopharmaceuticalStopTime]
-    "00181078": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Radiopharmaceutical Start DateTime [RadiopharmaceuticalStartDateTime]
-    "00181079": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Radiopharmaceutical Stop DateTime [RadiopharmaceuticalStopDateTime]
-    "001811BB": (
-        "D",
-        {"clean_descriptors": "C"},
-    ),  # Acquisition Field of View Label [AcquisitionFieldOfViewLabel]
-    "00181200": (
-        "X",
-        {
-            "retain_device_identity": "K",
-            "retain_longitudinal_full_dates": "K",
-            "retain_longitudinal_modified_dates": "C",
-        },
-    ),  # Date of Last Calibration [DateOfLastCalibration]
-    "00181201": (
-        "X",
-        {
-            "retain_device_identity": "K",
-            "retain_longitudinal_full_dates": "K",
-            "retain_longitudinal_modified_dates": "C",
-        },
-    ),  # Time of Last Calibration [TimeOfLastCalibration]
-    "00181202": (
-        "X",
-        {
-            "retain_device_identity": "K",
-            "retain_longitudinal_full_dates": "K",
-            "retain_longitudinal_modified_dates": "C",
-        },
-    ),  # DateTime of Last Calibration [DateTimeOfLastCalibration]
-    "00181203": (
-        "Z",
-        {
-            "retain_device_identity": "K",
-            "retain_longitudinal_full_dates": "K",
-            "retain_longitudinal_modified_dates": "C",
-        },
-    ),  # Calibration DateTime [CalibrationDateTime]
-    "00181204": (
-        "X",
-        {
-            "retain_device_identity": "K",
-            "retain_longitudinal_full_dates": "K",
-            "retain_longitudinal_modified_dates": "C",
-        },
-    ),  # Date of Manufacture [DateOfManufacture]
-    "00181205": (
-        "X",
-        {
-            "retain_device_identity": "K",
-            "retain_longitudinal_full_dates": "K",
-            "retain_longitudinal_modified_dates": "C",
-        },
-    ),  # Date of Installation [DateOfInstallation]
-    "00181400": (
-        "X/D",
-        {"clean_descriptors": "C"},
-    ),  # Acquisition Device Processing Description [AcquisitionDeviceProcessingDescription]
-    "00182042": ("U", {"retain_uids": "K"}),  # Target UID [TargetUID]
-    "00184000": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Acquisition Comments [AcquisitionComments] (retired)
-    "00185011": (
-        "X",
-        {"retain_device_identity": "K"},
-    ),  # Transducer Identification Sequence [TransducerIdentificationSequence]
-    "0018700A": ("X/D", {"retain_device_identity": "K"}),  # Detector ID [DetectorID]
-    "0018700C": (
-        "X/D",
-        {
-            "retain_device_identity": "K",
-            "retain_longitudinal_full_dates": "K",
-            "retain_longitudinal_modified_dates": "C",
-        },
-    ),  # Date of Last Detector Calibration [DateOfLastDetectorCalibration]
-    "0018700E": (
-        "X/D",
-        {
-            "retain_device_identity": "K",
-            "retain_longitudinal_full_dates": "K",
-            "retain_longitudinal_modified_dates": "C",
-        },
-    ),  # Time of Last Detector Calibration [TimeOfLastDetectorCalibration]
-    "00189074": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Frame Acquisition DateTime [FrameAcquisitionDateTime]
-    "00189151": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Frame Reference DateTime [FrameReferenceDateTime]
-    "00189185": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Respiratory Motion Compensation Technique Description [RespiratoryMotionCompensationTechniqueDescription]
-    "00189367": ("D", {"retain_device_identity": "K"}),  # X-Ray Source ID [XRaySourceID]
-    "00189369": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Source Start DateTime [SourceStartDateTime]
-    "0018936A": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Source End DateTime [SourceEndDateTime]
-    "00189371": ("D", {"retain_device_identity": "K"}),  # X-Ray Detector ID [XRayDetectorID]
-    "00189373": ("X", {"retain_device_identity": "K"}),  # X-Ray Detector Label [XRayDetectorLabel]
-    "0018937B": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Multi-energy Acquisition Description [MultienergyAcquisitionDescription]
-    "0018937F": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Decomposition Description [DecompositionDescription]
-    "00189424": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Acquisition Protocol Description [AcquisitionProtocolDescription]
-    "00189516": (
-        "X/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Start Acquisition DateTime [StartAcquisitionDateTime]
-    "00189517": (
-        "X/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # End Acquisition DateTime [EndAcquisitionDateTime]
-    "00189623": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Functional Sync Pulse [FunctionalSyncPulse]
-    "00189701": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Decay Correction DateTime [DecayCorrectionDateTime]
-    "00189804": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Exclusion Start DateTime [ExclusionStartDateTime]
-    "00189919": (
-        "Z/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Instruction Performed DateTime [InstructionPerformedDateTime]
-    "00189937": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Requested Series Description [RequestedSeriesDescription]
-    "0018A002": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Contribution DateTime [ContributionDateTime]
-    "0018A003": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Contribution Description [ContributionDescription]
-    "0020000D": ("U", {"retain_uids": "K"}),  # Study Instance UID [StudyInstanceUID]
-    "0020000E": ("U", {"retain_uids": "K"}),  # Series Instance UID [SeriesInstanceUID]
-    "00200010": ("Z", {}),  # Study ID [StudyID]
-    "00200027": ("X", {"clean_descriptors": "C"}),  # Pyramid Label [PyramidLabel]
-    "00200052": ("U", {"retain_uids": "K"}),  # Frame of Reference UID [FrameOfReferenceUID]
-    "00200200": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Synchronization Frame of Reference UID [SynchronizationFrameOfReferenceUID]
-    "00203401": (
-        "X",
-        {"retain_device_identity": "K"},
-    ),  # Modifying Device ID [ModifyingDeviceID] (retired)
-    "00203403": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Modified Image Date [ModifiedImageDate] (retired)
-    "00203405": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Modified Image Time [ModifiedImageTime] (retired)
-    "00203406": ("X", {}),  # Modified Image Description [ModifiedImageDescription] (retired)
-    "00204000": ("X", {"clean_descriptors": "C"}),  # Image Comments [ImageComments]
-    "00209158": ("X", {"clean_descriptors": "C"}),  # Frame Comments [FrameComments]
-    "00209161": ("U", {"retain_uids": "K"}),  # Concatenation UID [ConcatenationUID]
-    "00209164": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Dimension Organization UID [DimensionOrganizationUID]
-    "00281199": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Palette Color Lookup Table UID [PaletteColorLookupTableUID]
-    "00281214": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Large Palette Color Lookup Table UID [LargePaletteColorLookupTableUID] (retired)
-    "00284000": ("X", {}),  # Image Presentation Comments [ImagePresentationComments] (retired)
-    "00320012": ("X", {}),  # Study ID Issuer [StudyIDIssuer] (retired)
-    "00320032": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Study Verified Date [StudyVerifiedDate] (retired)
-    "00320033": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Study Verified Time [StudyVerifiedTime] (retired)
-    "00320034": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Study Read Date [StudyReadDate] (retired)
-    "00320035": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Study Read Time [StudyReadTime] (retired)
-    "00321000": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Scheduled Study Start Date [ScheduledStudyStartDate] (retired)
-    "00321001": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Scheduled Study Start Time [ScheduledStudyStartTime] (retired)
-    "00321010": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Scheduled Study Stop Date [ScheduledStudyStopDate] (retired)
-    "00321011": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Scheduled Study Stop Time [ScheduledStudyStopTime] (retired)
-    "00321020": (
-        "X",
-        {"retain_device_identity": "K"},
-    ),  # Scheduled Study Location [ScheduledStudyLocation] (retired)
-    "00321021": (
-        "X",
-        {"retain_device_identity": "C"},
-    ),  # Scheduled Study Location AE Title [ScheduledStudyLocationAETitle] (retired)
-    "00321030": ("X", {"clean_descriptors": "C"}),  # Reason for Study [ReasonForStudy] (retired)
-    "00321032": ("X", {}),  # Requesting Physician [RequestingPhysician]
-    "00321033": ("X", {"clean_descriptors": "C"}),  # Requesting Service [RequestingService]
-    "00321040": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Study Arrival Date [StudyArrivalDate] (retired)
-    "00321041": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Study Arrival Time [StudyArrivalTime] (retired)
-    "00321050": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Study Completion Date [StudyCompletionDate] (retired)
-    "00321051": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Study Completion Time [StudyCompletionTime] (retired)
-    "00321060": (
-        "X/Z",
-        {"clean_descriptors": "C"},
-    ),  # Requested Procedure Description [RequestedProcedureDescription]
-    "00321066": ("X", {"clean_descriptors": "C"}),  # Reason for Visit [ReasonForVisit]
-    "00321067": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Reason for Visit Code Sequence [ReasonForVisitCodeSequence]
-    "00321070": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Requested Contrast Agent [RequestedContrastAgent]
-    "00324000": ("X", {"clean_descriptors": "C"}),  # Study Comments [StudyComments] (retired)
-    "00340001": ("D", {}),  # Flow Identifier Sequence [FlowIdentifierSequence]
-    "00340002": ("D", {}),  # Flow Identifier [FlowIdentifier]
-    "00340005": ("D", {}),  # Source Identifier [SourceIdentifier]
-    "00340007": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Frame Origin Timestamp [FrameOriginTimestamp]
-    "00380004": (
-        "X",
-        {},
-    ),  # Referenced Patient Alias Sequence [ReferencedPatientAliasSequence] (retired)
-    "00380010": ("X", {}),  # Admission ID [AdmissionID]
-    "00380011": ("X", {}),  # Issuer of Admission ID [IssuerOfAdmissionID] (retired)
-    "00380014": ("X", {}),  # Issuer of Admission ID Sequence [IssuerOfAdmissionIDSequence]
-    "0038001A": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Scheduled Admission Date [ScheduledAdmissionDate] (retired)
-    "0038001B": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Scheduled Admission Time [ScheduledAdmissionTime] (retired)
-    "0038001C": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Scheduled Discharge Date [ScheduledDischargeDate] (retired)
-    "0038001D": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Scheduled Discharge Time [ScheduledDischargeTime] (retired)
-    "0038001E": (
-        "X",
-        {},
-    ),  # Scheduled Patient Institution Residence [ScheduledPatientInstitutionResidence] (retired)
-    "00380020": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Admitting Date [AdmittingDate]
-    "00380021": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Admitting Time [AdmittingTime]
-    "00380030": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Discharge Date [DischargeDate] (retired)
-    "00380032": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Discharge Time [DischargeTime] (retired)
-    "00380040": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Discharge Diagnosis Description [DischargeDiagnosisDescription] (retired)
-    "00380050": ("X", {"retain_patient_characteristics": "C"}),  # Special Needs [SpecialNeeds]
-    "00380060": ("X", {}),  # Service Episode ID [ServiceEpisodeID]
-    "00380061": ("X", {}),  # Issuer of Service Episode ID [IssuerOfServiceEpisodeID] (retired)
-    "00380062": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Service Episode Description [ServiceEpisodeDescription]
-    "00380064": (
-        "X",
-        {},
-    ),  # Issuer of Service Episode ID Sequence [IssuerOfServiceEpisodeIDSequence]
-    "00380300": ("X", {}),  # Current Patient Location [CurrentPatientLocation]
-    "00380400": ("X", {}),  # Patient's Institution Residence [PatientInstitutionResidence]
-    "00380500": (
-        "X",
-        {"retain_patient_characteristics": "C", "clean_descriptors": "C"},
-    ),  # Patient State [PatientState]
-    "00384000": ("X", {"clean_descriptors": "C"}),  # Visit Comments [VisitComments]
-    "003A0020": ("X", {"clean_descriptors": "C"}),  # Multiplex Group Label [MultiplexGroupLabel]
-    "003A0203": ("X", {"clean_descriptors": "C"}),  # Channel Label [ChannelLabel]
-    "003A020C": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Channel Derivation Description [ChannelDerivationDescription]
-    "003A0310": ("U", {"retain_uids": "K"}),  # Multiplex Group UID [MultiplexGroupUID]
-    "003A0314": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Impedance Measurement DateTime [ImpedanceMeasurementDateTime]
-    "003A0329": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Waveform Filter Description [WaveformFilterDescription]
-    "003A032B": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Filter Lookup Table Description [FilterLookupTableDescription]
-    "00400001": (
-        "X",
-        {"retain_device_identity": "C"},
-    ),  # Scheduled Station AE Title [ScheduledStationAETitle]
-    "00400002": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Scheduled Procedure Step Start Date [ScheduledProcedureStepStartDate]
-    "00400003": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Scheduled Procedure Step Start Time [ScheduledProcedureStepStartTime]
-    "00400004": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Scheduled Procedure Step End Date [ScheduledProcedureStepEndDate]
-    "00400005": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Scheduled Procedure Step End Time [ScheduledProcedureStepEndTime]
-    "00400006": (
-        "X",
-        {},
-    ),  # Scheduled Performing Physician's Name [ScheduledPerformingPhysicianName]
-    "00400007": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Scheduled Procedure Step Description [ScheduledProcedureStepDescription]
-    "00400009": ("X", {}),  # Scheduled Procedure Step ID [ScheduledProcedureStepID]
-    "0040000B": (
-        "X",
-        {},
-    ),  # Scheduled Performing Physician Identification Sequence [ScheduledPerformingPhysicianIdentificationSequence]
-    "00400010": (
-        "X",
-        {"retain_device_identity": "K"},
-    ),  # Scheduled Station Name [ScheduledStationName]
-    "00400011": (
-        "X",
-        {"retain_device_identity": "K"},
-    ),  # Scheduled Procedure Step Location [ScheduledProcedureStepLocation]
-    "00400012": ("X", {"retain_patient_characteristics": "C"}),  # Pre-Medication [PreMedication]
-    "00400241": (
-        "X",
-        {"retain_device_identity": "C"},
-    ),  # Performed Station AE Title [PerformedStationAETitle]
-    "00400242": (
-        "X",
-        {"retain_device_identity": "K"},
-    ),  # Performed Station Name [PerformedStationName]
-    "00400243": ("X", {}),  # Performed Location [PerformedLocation]
-    "00400244": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Performed Procedure Step Start Date [PerformedProcedureStepStartDate]
-    "00400245": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Performed Procedure Step Start Time [PerformedProcedureStepStartTime]
-    "00400250": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Performed Procedure Step End Date [PerformedProcedureStepEndDate]
-    "00400251": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Performed Procedure Step End Time [PerformedProcedureStepEndTime]
-    "00400253": ("X", {}),  # Performed Procedure Step ID [PerformedProcedureStepID]
-    "00400254": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Performed Procedure Step Description [PerformedProcedureStepDescription]
-    "00400275": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Request Attributes Sequence [RequestAttributesSequence]
-    "00400280": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Comments on the Performed Procedure Step [CommentsOnThePerformedProcedureStep]
-    "00400310": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Comments on Radiation Dose [CommentsOnRadiationDose]
-    "0040050A": ("X", {}),  # Specimen Accession Number [SpecimenAccessionNumber] (retired)
-    "00400512": ("D", {}),  # Container Identifier [ContainerIdentifier]
-    "00400513": (
-        "Z",
-        {},
-    ),  # Issuer of the Container Identifier Sequence [IssuerOfTheContainerIdentifierSequence]
-    "0040051A": ("X", {"clean_descriptors": "C"}),  # Container Description [ContainerDescription]
-    "00400551": ("D", {}),  # Specimen Identifier [SpecimenIdentifier]
-    "00400554": ("U", {"retain_uids": "K"}),  # Specimen UID [SpecimenUID]
-    "00400555": (
-        "X/Z",
-        {"clean_structured_content": "C"},
-    ),  # Acquisition Context Sequence [AcquisitionContextSequence]
-    "00400556": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Acquisition Context Description [AcquisitionContextDescription]
-    "00400562": (
-        "Z",
-        {},
-    ),  # Issuer of the Specimen Identifier Sequence [IssuerOfTheSpecimenIdentifierSequence]
-    "00400600": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Specimen Short Description [SpecimenShortDescription]
-    "00400602": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Specimen Detailed Description [SpecimenDetailedDescription]
-    "00400610": (
-        "Z",
-        {"clean_structured_content": "C"},
-    ),  # Specimen Preparation Sequence [SpecimenPreparationSequence]
-    "004006FA": ("X", {}),  # Slide Identifier [SlideIdentifier] (retired)
-    "00401001": ("X", {}),  # Requested Procedure ID [RequestedProcedureID]
-    "00401002": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Reason for the Requested Procedure [ReasonForTheRequestedProcedure]
-    "00401004": ("X", {}),  # Patient Transport Arrangements [PatientTransportArrangements]
-    "00401005": ("X", {}),  # Requested Procedure Location [RequestedProcedureLocation]
-    "0040100A": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Reason for Requested Procedure Code Sequence [ReasonForRequestedProcedureCodeSequence]
-    "00401010": (
-        "X",
-        {},
-    ),  # Names of Intended Recipients of Results [NamesOfIntendedRecipientsOfResults]
-    "00401011": (
-        "X",
-        {},
-    ),  # Intended Recipients of Results Identification Sequence [IntendedRecipientsOfResultsIdentificationSequence]
-    "00401101": ("D", {}),  # Person Identification Code Sequence [PersonIdentificationCodeSequence]
-    "00401102": ("X", {}),  # Person's Address [PersonAddress]
-    "00401103": ("X", {}),  # Person's Telephone Numbers [PersonTelephoneNumbers]
-    "00401104": ("X", {}),  # Person's Telecom Information [PersonTelecomInformation]
-    "00401400": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Requested Procedure Comments [RequestedProcedureComments]
-    "00402001": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Reason for the Imaging Service Request [ReasonForTheImagingServiceRequest] (retired)
-    "00402004": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Issue Date of Imaging Service Request [IssueDateOfImagingServiceRequest]
-    "00402005": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Issue Time of Imaging Service Request [IssueTimeOfImagingServiceRequest]
-    "00402008": ("X", {}),  # Order Entered By [OrderEnteredBy]
-    "00402009": ("X", {}),  # Order Enterer's Location [OrderEntererLocation]
-    "00402010": ("X", {}),  # Order Callback Phone Number [OrderCallbackPhoneNumber]
-    "00402011": ("X", {}),  # Order Callback Telecom Information [OrderCallbackTelecomInformation]
-    "00402016": (
-        "Z",
-        {},
-    ),  # Placer Order Number / Imaging Service Request [PlacerOrderNumberImagingServiceRequest]
-    "00402017": (
-        "Z",
-        {},
-    ),  # Filler Order Number / Imaging Service Request [FillerOrderNumberImagingServiceRequest]
-    "00402400": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Imaging Service Request Comments [ImagingServiceRequestComments]
-    "00403001": (
-        "X",
-        {},
-    ),  # Confidentiality Constraint on Patient Data Description [ConfidentialityConstraintOnPatientDataDescription]
-    "00404005": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Scheduled Procedure Step Start DateTime [ScheduledProcedureStepStartDateTime]
-    "00404008": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Scheduled Procedure Step Expiration DateTime [ScheduledProcedureStepExpirationDateTime]
-    "00404010": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Scheduled Procedure Step Modification DateTime [ScheduledProcedureStepModificationDateTime]
-    "00404011": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Expected Completion DateTime [ExpectedCompletionDateTime]
-    "00404023": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Referenced General Purpose Scheduled Procedure Step Transaction UID [ReferencedGeneralPurposeScheduledProcedureStepTransactionUID] (retired)
-    "00404025": (
-        "X",
-        {"retain_device_identity": "K"},
-    ),  # Scheduled Station Name Code Sequence [ScheduledStationNameCodeSequence]
-    "00404027": (
-        "X",
-        {"retain_device_identity": "K"},
-    ),  # Scheduled Station Geographic Location Code Sequence [ScheduledStationGeographicLocationCodeSequence]
-    "00404028": (
-        "X",
-        {"retain_device_identity": "K"},
-    ),  # Performed Station Name Code Sequence [PerformedStationNameCodeSequence]
-    "00404030": (
-        "X",
-        {"retain_device_identity": "K"},
-    ),  # Performed Station Geographic Location Code Sequence [PerformedStationGeographicLocationCodeSequence]
-    "00404034": ("X", {}),  # Scheduled Human Performers Sequence [ScheduledHumanPerformersSequence]
-    "00404035": ("X", {}),  # Actual Human Performers Sequence [ActualHumanPerformersSequence]
-    "00404036": ("X", {}),  # Human Performer's Organization [HumanPerformerOrganization]
-    "00404037": ("X", {}),  # Human Performer's Name [HumanPerformerName]
-    "00404050": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Performed Procedure Step Start DateTime [PerformedProcedureStepStartDateTime]
-    "00404051": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Performed Procedure Step End DateTime [PerformedProcedureStepEndDateTime]
-    "00404052": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Procedure Step Cancellation DateTime [ProcedureStepCancellationDateTime]
-    "0040A023": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Findings Group Recording Date (Trial) [FindingsGroupRecordingDateTrial] (retired)
-    "0040A024": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Findings Group Recording Time (Trial) [FindingsGroupRecordingTimeTrial] (retired)
-    "0040A027": ("D", {}),  # Verifying Organization [VerifyingOrganization]
-    "0040A030": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Verification DateTime [VerificationDateTime]
-    "0040A032": (
-        "X/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Observation DateTime [ObservationDateTime]
-    "0040A033": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Observation Start DateTime [ObservationStartDateTime]
-    "0040A034": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Effective Start DateTime
-    "0040A035": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Effective Stop DateTime
-    "0040A073": ("D", {}),  # Verifying Observer Sequence [VerifyingObserverSequence]
-    "0040A075": ("D", {}),  # Verifying Observer Name [VerifyingObserverName]
-    "0040A078": ("X", {}),  # Author Observer Sequence [AuthorObserverSequence]
-    "0040A07A": ("X", {}),  # Participant Sequence [ParticipantSequence]
-    "0040A07C": ("X", {}),  # Custodial Organization Sequence [CustodialOrganizationSequence]
-    "0040A082": (
-        "Z",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Participation DateTime [ParticipationDateTime]
-    "0040A088": (
-        "Z",
-        {},
-    ),  # Verifying Observer Identification Code Sequence [VerifyingObserverIdentificationCodeSequence]
-    "0040A110": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Date of Document or Verbal Transaction (Trial) [DateOfDocumentOrVerbalTransactionTrial] (retired)
-    "0040A112": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Time of Document Creation or Verbal Transaction (Trial) [TimeOfDocumentCreationOrVerbalTransactionTrial] (retired)
-    "0040A120": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # DateTime [DateTime]
-    "0040A121": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Date [Date]
-    "0040A122": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Time [Time]
-    "0040A123": ("D", {}),  # Person Name [PersonName]
-    "0040A124": ("U", {}),  # UID [UID]
-    "0040A13A": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Referenced DateTime [ReferencedDateTime]
-    "0040A171": ("U", {"retain_uids": "K"}),  # Observation UID [ObservationUID]
-    "0040A172": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Referenced Observation UID (Trial) [ReferencedObservationUIDTrial] (retired)
-    "0040A192": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Observation Date (Trial) [ObservationDateTrial] (retired)
-    "0040A193": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Observation Time (Trial) [ObservationTimeTrial] (retired)
-    "0040A307": ("X", {}),  # Current Observer (Trial) [CurrentObserverTrial] (retired)
-    "0040A352": ("X", {}),  # Verbal Source (Trial) [VerbalSourceTrial] (retired)
-    "0040A353": ("X", {}),  # Address (Trial) [AddressTrial] (retired)
-    "0040A354": ("X", {}),  # Telephone Number (Trial) [TelephoneNumberTrial] (retired)
-    "0040A358": (
-        "X",
-        {},
-    ),  # Verbal Source Identifier Code Sequence (Trial) [VerbalSourceIdentifierCodeSequenceTrial] (retired)
-    "0040A402": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Observation Subject UID (Trial) [ObservationSubjectUIDTrial] (retired)
-    "0040A730": ("D", {"clean_structured_content": "C"}),  # Content Sequence [ContentSequence]
-    "0040B020": (
-        "X/D",
-        {"clean_structured_content": "C"},
-    ),  # Waveform Annotation Sequence [WaveformAnnotationSequence]
-    "0040B034": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Annotation DateTime
-    "0040B036": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Segment Definition DateTime
-    "0040B03B": ("X", {"clean_descriptors": "C"}),  # Montage Name
-    "0040B03F": ("X", {"clean_descriptors": "C"}),  # Montage Channel Label
-    "0040DB06": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Template Version [TemplateVersion] (retired)
-    "0040DB07": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Template Local Version [TemplateLocalVersion] (retired)
-    "0040DB0C": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Template Extension Organization UID [TemplateExtensionOrganizationUID] (retired)
-    "0040DB0D": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Template Extension Creator UID [TemplateExtensionCreatorUID] (retired)
-    "0040E004": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # HL7 Document Effective Time [HL7DocumentEffectiveTime]
-    "0040E012": ("X", {}),  # Display URI
-    "00420011": ("D", {}),  # Encapsulated Document [EncapsulatedDocument]
-    "00440004": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Approval Status DateTime [ApprovalStatusDateTime]
-    "0044000B": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Product Expiration DateTime [ProductExpirationDateTime]
-    "00440010": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Substance Administration DateTime [SubstanceAdministrationDateTime]
-    "00440104": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Assertion DateTime [AssertionDateTime]
-    "00440105": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Assertion Expiration DateTime [AssertionExpirationDateTime]
-    "0050001B": ("X", {}),  # Container Component ID [ContainerComponentID]
-    "00500020": ("X", {"retain_device_identity": "K"}),  # Device Description [DeviceDescription]
-    "00500021": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Long Device Description [LongDeviceDescription]
-    "00620021": ("U", {"retain_uids": "K"}),  # Tracking UID [TrackingUID]
-    "00640003": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Source Frame of Reference UID [SourceFrameOfReferenceUID]
-    "00686226": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Effective DateTime [EffectiveDateTime]
-    "00686270": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Information Issue DateTime [InformationIssueDateTime]
-    "006A0003": ("D", {"retain_uids": "K"}),  # Annotation Group UID [AnnotationGroupUID]
-    "006A0005": ("D", {"clean_descriptors": "C"}),  # Annotation Group Label [AnnotationGroupLabel]
-    "006A0006": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Annotation Group Description [AnnotationGroupDescription]
-    "00700001": (
-        "D",
-        {"clean_graphics": "C"},
-    ),  # Graphic Annotation Sequence [GraphicAnnotationSequence]
-    "00700006": ("D", {"clean_descriptors": "C"}),  # Unformatted Text Value [UnformattedTextValue]
-    "00700082": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Presentation Creation Date [PresentationCreationDate]
-    "00700083": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Presentation Creation Time [PresentationCreationTime]
-    "00700084": ("Z/D", {}),  # Content Creator's Name [ContentCreatorName]
-    "00700086": (
-        "X",
-        {},
-    ),  # Content Creator's Identification Code Sequence [ContentCreatorIdentificationCodeSequence]
-    "0070031A": ("U", {"retain_uids": "K"}),  # Fiducial UID [FiducialUID]
-    "00701101": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Presentation Display Collection UID [PresentationDisplayCollectionUID]
-    "00701102": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Presentation Sequence Collection UID [PresentationSequenceCollectionUID]
-    "0072000A": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Hanging Protocol Creation DateTime [HangingProtocolCreationDateTime]
-    "0072005E": ("D", {"retain_device_identity": "C"}),  # Selector AE Value [SelectorAEValue]
-    "0072005F": (
-        "D",
-        {"retain_patient_characteristics": "K"},
-    ),  # Selector AS Value [SelectorASValue]
-    "00720061": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Selector DA Value [SelectorDAValue]
-    "00720063": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Selector DT Value [SelectorDTValue]
-    "00720065": ("D", {}),  # Selector OB Value [SelectorOBValue]
-    "00720066": ("D", {"clean_descriptors": "C"}),  # Selector LO Value [SelectorLOValue]
-    "00720068": ("D", {"clean_descriptors": "C"}),  # Selector LT Value [SelectorLTValue]
-    "0072006A": ("D", {}),  # Selector PN Value [SelectorPNValue]
-    "0072006B": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Selector TM Value [SelectorTMValue]
-    "0072006C": ("D", {"clean_descriptors": "C"}),  # Selector SH Value [SelectorSHValue]
-    "0072006D": ("D", {}),  # Selector UN Value [SelectorUNValue]
-    "0072006E": ("D", {"clean_descriptors": "C"}),  # Selector ST Value [SelectorSTValue]
-    "00720070": ("D", {"clean_descriptors": "C"}),  # Selector UT Value [SelectorUTValue]
-    "00720071": ("D", {}),  # Selector UR Value [SelectorURValue]
-    "00741234": ("X", {"retain_device_identity": "C"}),  # Receiving AE [ReceivingAE]
-    "00741236": ("X", {"retain_device_identity": "C"}),  # Requesting AE [RequestingAE]
-    "00880140": ("U", {"retain_uids": "K"}),  # Storage Media File-set UID [StorageMediaFileSetUID]
-    "00880200": ("X", {}),  # Icon Image Sequence (see Note 11) [IconImageSequence]
-    "00880904": ("X", {}),  # Topic Title [TopicTitle] (retired)
-    "00880906": ("X", {}),  # Topic Subject [TopicSubject] (retired)
-    "00880910": ("X", {}),  # Topic Author [TopicAuthor] (retired)
-    "00880912": ("X", {}),  # Topic Keywords [TopicKeywords] (retired)
-    "01000420": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # SOP Authorization DateTime [SOPAuthorizationDateTime]
-    "04000100": ("U", {}),  # Digital Signature UID [DigitalSignatureUID]
-    "04000105": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Digital Signature DateTime [DigitalSignatureDateTime]
-    "04000115": ("D", {}),  # Certificate of Signer [CertificateOfSigner]
-    "04000310": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Certified Timestamp [CertifiedTimestamp]
-    "04000402": (
-        "X",
-        {},
-    ),  # Referenced Digital Signature Sequence [ReferencedDigitalSignatureSequence]
-    "04000403": (
-        "X",
-        {},
-    ),  # Referenced SOP Instance MAC Sequence [ReferencedSOPInstanceMACSequence]
-    "04000404": ("X", {}),  # MAC [MAC]
-    "04000550": ("X", {}),  # Modified Attributes Sequence [ModifiedAttributesSequence]
-    "04000551": (
-        "X",
-        {},
-    ),  # Nonconforming Modified Attributes Sequence [NonconformingModifiedAttributesSequence]
-    "04000552": ("X", {}),  # Nonconforming Data Element Value [NonconformingDataElementValue]
-    "04000561": ("X", {}),  # Original Attributes Sequence [OriginalAttributesSequence]
-    "04000562": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Attribute Modification DateTime [AttributeModificationDateTime]
-    "04000563": ("D", {"retain_device_identity": "K"}),  # Modifying System [ModifyingSystem]
-    "04000564": (
-        "Z",
-        {"retain_institution_identity": "K"},
-    ),  # Source of Previous Values [SourceOfPreviousValues]
-    "04000565": (
-        "D",
-        {"clean_descriptors": "C"},
-    ),  # Reason for the Attribute Modification [ReasonForTheAttributeModification]
-    "04000600": ("X", {}),  # Instance Origin Status [InstanceOriginStatus]
-    "20300020": ("X", {}),  # Text String [TextString]
-    "21000040": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Creation Date [CreationDate]
-    "21000050": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Creation Time [CreationTime]
-    "21000070": ("X", {"retain_device_identity": "C"}),  # Originator [Originator]
-    "21000140": ("D", {"retain_device_identity": "C"}),  # Destination AE [DestinationAE]
-    "22000002": ("X/Z", {"clean_descriptors": "C"}),  # Label Text [LabelText]
-    "22000005": ("X/Z", {}),  # Barcode Value [BarcodeValue]
-    "30020121": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Position Acquisition Template Name [PositionAcquisitionTemplateName]
-    "30020123": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Position Acquisition Template Description [PositionAcquisitionTemplateDescription]
-    "3004007F": ("X", {"clean_descriptors": "C"}),  # Dose Calculation Model Name
-    "30060002": ("D", {"clean_descriptors": "C"}),  # Structure Set Label [StructureSetLabel]
-    "30060004": ("X", {"clean_descriptors": "C"}),  # Structure Set Name [StructureSetName]
-    "30060006": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Structure Set Description [StructureSetDescription]
-    "30060008": (
-        "Z",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Structure Set Date [StructureSetDate]
-    "30060009": (
-        "Z",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Structure Set Time [StructureSetTime]
-    "30060024": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Referenced Frame of Reference UID [ReferencedFrameOfReferenceUID]
-    "30060026": ("Z", {"clean_descriptors": "C"}),  # ROI Name [ROIName]
-    "30060028": ("X", {"clean_descriptors": "C"}),  # ROI Description [ROIDescription]
-    "3006002D": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # ROI DateTime [ROIDateTime]
-    "3006002E": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # ROI Observation DateTime [ROIObservationDateTime]
-    "30060038": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # ROI Generation Description [ROIGenerationDescription]
-    "3006004D": ("X", {}),  # ROI Creator Sequence [ROICreatorSequence]
-    "3006004E": ("X", {}),  # ROI Interpreter Sequence [ROIInterpreterSequence]
-    "30060085": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # ROI Observation Label [ROIObservationLabel] (retired)
-    "30060088": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # ROI Observation Description [ROIObservationDescription] (retired)
-    "300600A6": ("Z", {}),  # ROI Interpreter [ROIInterpreter]
-    "300600C2": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Related Frame of Reference UID [RelatedFrameOfReferenceUID] (retired)
-    "30080024": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Treatment Control Point Date [TreatmentControlPointDate]
-    "30080025": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Treatment Control Point Time [TreatmentControlPointTime]
-    "30080054": (
-        "X/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # First Treatment Date [FirstTreatmentDate]
-    "30080056": (
-        "X/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Most Recent Treatment Date [MostRecentTreatmentDate]
-    "30080105": (
-        "X/Z",
-        {"retain_device_identity": "K"},
-    ),  # Source Serial Number [SourceSerialNumber]
-    "30080162": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Safe Position Exit Date [SafePositionExitDate]
-    "30080164": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Safe Position Exit Time [SafePositionExitTime]
-    "30080166": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Safe Position Return Date [SafePositionReturnDate]
-    "30080168": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Safe Position Return Time [SafePositionReturnTime]
-    "30080250": (
-        "X/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Treatment Date [TreatmentDate]
-    "30080251": (
-        "X/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Treatment Time [TreatmentTime]
-    "300A0002": ("D", {"clean_descriptors": "C"}),  # RT Plan Label [RTPlanLabel]
-    "300A0003": ("X", {"clean_descriptors": "C"}),  # RT Plan Name [RTPlanName]
-    "300A0004": ("X", {"clean_descriptors": "C"}),  # RT Plan Description [RTPlanDescription]
-    "300A0006": (
-        "X/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # RT Plan Date [RTPlanDate]
-    "300A0007": (
-        "X/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # RT Plan Time [RTPlanTime]
-    "300A000B": ("X", {"clean_descriptors": "C"}),  # Treatment Sites [TreatmentSites] (retired)
-    "300A000E": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Prescription Description [PrescriptionDescription]
-    "300A0013": ("U", {"retain_uids": "K"}),  # Dose Reference UID [DoseReferenceUID]
-    "300A0016": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Dose Reference Description [DoseReferenceDescription]
-    "300A0054": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Table Top Position Alignment UID [TableTopPositionAlignmentUID]
-    "300A0072": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Fraction Group Description [FractionGroupDescription]
-    "300A0083": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Referenced Dose Reference UID [ReferencedDoseReferenceUID]
-    "300A00B2": (
-        "X/Z",
-        {"retain_device_identity": "K"},
-    ),  # Treatment Machine Name [TreatmentMachineName]
-    "300A00C3": ("X", {"clean_descriptors": "C"}),  # Beam Description [BeamDescription]
-    "300A00DD": ("X", {"clean_descriptors": "C"}),  # Bolus Description [BolusDescription]
-    "300A0196": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Fixation Device Description [FixationDeviceDescription]
-    "300A01A6": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Shielding Device Description [ShieldingDeviceDescription]
-    "300A01B2": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Setup Technique Description [SetupTechniqueDescription]
-    "300A0216": ("X", {"retain_device_identity": "K"}),  # Source Manufacturer [SourceManufacturer]
-    "300A022C": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Source Strength Reference Date [SourceStrengthReferenceDate]
-    "300A022E": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Source Strength Reference Time [SourceStrengthReferenceTime]
-    "300A02EB": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Compensator Description [CompensatorDescription]
-    "300A0608": (
-        "D",
-        {"clean_descriptors": "C"},
-    ),  # Treatment Position Group Label [TreatmentPositionGroupLabel]
-    "300A0609": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Treatment Position Group UID [TreatmentPositionGroupUID]
-    "300A0611": ("Z", {}),  # RT Accessory Holder Slot ID [RTAccessoryHolderSlotID]
-    "300A0615": ("Z", {}),  # RT Accessory Device Slot ID [RTAccessoryDeviceSlotID]
-    "300A0619": (
-        "D",
-        {"clean_descriptors": "C"},
-    ),  # Radiation Dose Identification Label [RadiationDoseIdentificationLabel]
-    "300A0623": (
-        "D",
-        {"clean_descriptors": "C"},
-    ),  # Radiation Dose In-Vivo Measurement Label [RadiationDoseInVivoMeasurementLabel]
-    "300A062A": ("D", {"clean_descriptors": "C"}),  # RT Tolerance Set Label [RTToleranceSetLabel]
-    "300A0650": ("U", {"retain_uids": "K"}),  # Patient Setup UID [PatientSetupUID] (retired)
-    "300A0676": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Equipment Frame of Reference Description [EquipmentFrameOfReferenceDescription]
-    "300A067C": (
-        "D",
-        {"clean_descriptors": "C"},
-    ),  # Radiation Generation Mode Label [RadiationGenerationModeLabel]
-    "300A067D": (
-        "Z",
-        {"clean_descriptors": "C"},
-    ),  # Radiation Generation Mode Description [RadiationGenerationModeDescription]
-    "300A0700": ("U", {"retain_uids": "K"}),  # Treatment Session UID [TreatmentSessionUID]
-    "300A0734": (
-        "D",
-        {"clean_descriptors": "C"},
-    ),  # Treatment Tolerance Violation Description [TreatmentToleranceViolationDescription]
-    "300A0736": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Treatment Tolerance Violation DateTime [TreatmentToleranceViolationDateTime]
-    "300A073A": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Recorded RT Control Point DateTime [RecordedRTControlPointDateTime]
-    "300A0741": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Interlock DateTime [InterlockDateTime]
-    "300A0742": ("D", {"clean_descriptors": "C"}),  # Interlock Description [InterlockDescription]
-    "300A0760": (
-        "D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Override DateTime [OverrideDateTime]
-    "300A0783": (
-        "D",
-        {"clean_descriptors": "C"},
-    ),  # Interlock Origin Description [InterlockOriginDescription]
-    "300A0785": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Referenced Treatment Position Group UID [ReferencedTreatmentPositionGroupUID]
-    "300A078E": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Patient Treatment Preparation Procedure Parameter Description [PatientTreatmentPreparationProcedureParameterDescription]
-    "300A0792": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Patient Treatment Preparation Method Description [PatientTreatmentPreparationMethodDescription]
-    "300A0794": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Patient Setup Photo Description [PatientSetupPhotoDescription]
-    "300A079A": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Displacement Reference Label [DisplacementReferenceLabel]
-    "300C0113": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Reason for Omission Description [ReasonForOmissionDescription]
-    "300C0127": (
-        "D",
-        {
-            "retain_device_identity": "K",
-            "retain_longitudinal_full_dates": "K",
-            "retain_longitudinal_modified_dates": "C",
-        },
-    ),  # Beam Hold Transition DateTime [BeamHoldTransitionDateTime]
-    "300E0004": (
-        "Z",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Review Date [ReviewDate]
-    "300E0005": (
-        "Z",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Review Time [ReviewTime]
-    "300E0008": ("X/Z", {}),  # Reviewer Name [ReviewerName]
-    "30100006": ("U", {"retain_uids": "K"}),  # Conceptual Volume UID [ConceptualVolumeUID]
-    "3010000B": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Referenced Conceptual Volume UID [ReferencedConceptualVolumeUID]
-    "3010000F": (
-        "Z",
-        {"clean_descriptors": "C"},
-    ),  # Conceptual Volume Combination Description [ConceptualVolumeCombinationDescription]
-    "30100013": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Constituent Conceptual Volume UID [ConstituentConceptualVolumeUID]
-    "30100015": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Source Conceptual Volume UID [SourceConceptualVolumeUID]
-    "30100017": (
-        "Z",
-        {"clean_descriptors": "C"},
-    ),  # Conceptual Volume Description [ConceptualVolumeDescription]
-    "3010001B": ("Z", {}),  # Device Alternate Identifier [DeviceAlternateIdentifier]
-    "3010002D": ("D", {"retain_device_identity": "K"}),  # Device Label [DeviceLabel]
-    "30100031": ("U", {"retain_uids": "K"}),  # Referenced Fiducials UID [ReferencedFiducialsUID]
-    "30100033": ("D", {"clean_descriptors": "C"}),  # User Content Label [UserContentLabel]
-    "30100034": ("D", {"clean_descriptors": "C"}),  # User Content Long Label [UserContentLongLabel]
-    "30100035": ("D", {"clean_descriptors": "C"}),  # Entity Label [EntityLabel]
-    "30100036": ("X", {"clean_descriptors": "C"}),  # Entity Name [EntityName]
-    "30100037": ("X", {"clean_descriptors": "C"}),  # Entity Description [EntityDescription]
-    "30100038": ("D", {"clean_descriptors": "C"}),  # Entity Long Label [EntityLongLabel]
-    "3010003B": ("U", {"retain_uids": "K"}),  # RT Treatment Phase UID [RTTreatmentPhaseUID]
-    "30100043": (
-        "Z",
-        {"retain_device_identity": "K"},
-    ),  # Manufacturer's Device Identifier [ManufacturerDeviceIdentifier]
-    "3010004C": (
-        "X/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Intended Phase Start Date [IntendedPhaseStartDate]
-    "3010004D": (
-        "X/D",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Intended Phase End Date [IntendedPhaseEndDate]
-    "30100054": ("D", {"clean_descriptors": "C"}),  # RT Prescription Label [RTPrescriptionLabel]
-    "30100056": (
-        "X/D",
-        {"clean_descriptors": "C"},
-    ),  # RT Treatment Approach Label [RTTreatmentApproachLabel]
-    "3010005A": (
-        "Z",
-        {"clean_descriptors": "C"},
-    ),  # RT Physician Intent Narrative [RTPhysicianIntentNarrative]
-    "3010005C": ("Z", {"clean_descriptors": "C"}),  # Reason for Superseding [ReasonForSuperseding]
-    "30100061": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Prior Treatment Dose Description [PriorTreatmentDoseDescription]
-    "3010006E": ("U", {"retain_uids": "K"}),  # Dosimetric Objective UID [DosimetricObjectiveUID]
-    "3010006F": (
-        "U",
-        {"retain_uids": "K"},
-    ),  # Referenced Dosimetric Objective UID [ReferencedDosimetricObjectiveUID]
-    "30100077": ("X/D", {"clean_descriptors": "C"}),  # Treatment Site [TreatmentSite]
-    "3010007A": (
-        "Z",
-        {"clean_descriptors": "C"},
-    ),  # Treatment Technique Notes [TreatmentTechniqueNotes]
-    "3010007B": ("Z", {"clean_descriptors": "C"}),  # Prescription Notes [PrescriptionNotes]
-    "3010007F": ("Z", {"clean_descriptors": "C"}),  # Fractionation Notes [FractionationNotes]
-    "30100081": (
-        "Z",
-        {"clean_descriptors": "C"},
-    ),  # Prescription Notes Sequence [PrescriptionNotesSequence]
-    "30100085": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Intended Fraction Start Time [IntendedFractionStartTime]
-    "40000010": ("X", {}),  # Arbitrary [Arbitrary] (retired)
-    "40004000": ("X", {}),  # Text Comments [TextComments] (retired)
-    "40080040": ("X", {}),  # Results ID [ResultsID] (retired)
-    "40080042": ("X", {}),  # Results ID Issuer [ResultsIDIssuer] (retired)
-    "40080100": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Interpretation Recorded Date [InterpretationRecordedDate] (retired)
-    "40080101": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Interpretation Recorded Time [InterpretationRecordedTime] (retired)
-    "40080102": ("X", {}),  # Interpretation Recorder [InterpretationRecorder] (retired)
-    "40080108": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Interpretation Transcription Date [InterpretationTranscriptionDate] (retired)
-    "40080109": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Interpretation Transcription Time [InterpretationTranscriptionTime] (retired)
-    "4008010A": ("X", {}),  # Interpretation Transcriber [InterpretationTranscriber] (retired)
-    "4008010B": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Interpretation Text [InterpretationText] (retired)
-    "4008010C": ("X", {}),  # Interpretation Author [InterpretationAuthor] (retired)
-    "40080111": (
-        "X",
-        {},
-    ),  # Interpretation Approver Sequence [InterpretationApproverSequence] (retired)
-    "40080112": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Interpretation Approval Date [InterpretationApprovalDate] (retired)
-    "40080113": (
-        "X",
-        {"retain_longitudinal_full_dates": "K", "retain_longitudinal_modified_dates": "C"},
-    ),  # Interpretation Approval Time [InterpretationApprovalTime] (retired)
-    "40080114": (
-        "X",
-        {},
-    ),  # Physician Approving Interpretation [PhysicianApprovingInterpretation] (retired)
-    "40080115": (
-        "X",
-        {"clean_descriptors": "C"},
-    ),  # Interpretation Diagnosis Description [InterpretationDiagnosisDescription] (retired)
-    "40080118": (
-        "X",
-        {},
-    ),  # Results Distribution List Sequence [ResultsDistributionListSequence] (retired)
-    "40080119": ("X", {}),  # Distribution Name [DistributionName] (retired)
-    "4008011A": ("X", {}),  # Distribution Address [DistributionAddress] (retired)
-    "40080200": ("X", {}),  # Interpretation ID [InterpretationID] (retired)
-    "40080202": ("X", {}),  # Interpretation ID Issuer [InterpretationIDIssuer] (retired)
-    "40080300": ("X", {"clean_descriptors": "C"}),  # Impressions [Impressions] (retired)
-    "40084000": ("X", {"clean_descriptors": "C"}),  # Results Comments [ResultsComments] (retired)
-    "50xxxxxx": ("X", {"clean_graphics": "C"}),  # Curve Data (retired)
-    "60xx3000": ("X", {"clean_graphics": "C"}),  # Overlay Data
-    "60xx4000": ("X", {"clean_graphics": "C"}),  # Overlay Comments (retired)
-    "FFFAFFFA": ("X", {}),  # Digital Signatures Sequence [DigitalSignaturesSequence]
-    "FFFCFFFC": ("X", {}),  # Data Set Trailing Padding [DataSetTrailingPadding]
-    "PRIVATE": ("X", {"retain_safe_private": "C"}),  # Private Attributes
+    "00001000": ('X', {'retain_uids': 'K'}),  # Affected SOP Instance UID [AffectedSOPInstanceUID]
+    "00001001": ('U', {'retain_uids': 'K'}),  # Requested SOP Instance UID [RequestedSOPInstanceUID]
+    "00020003": ('U', {'retain_uids': 'K'}),  # Media Storage SOP Instance UID [MediaStorageSOPInstanceUID]
+    "00041511": ('U', {'retain_uids': 'K'}),  # Referenced SOP Instance UID in File [ReferencedSOPInstanceUIDInFile]
+    "00080012": ('X/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Instance Creation Date [InstanceCreationDate]
+    "00080013": ('X/Z/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Instance Creation Time [InstanceCreationTime]
+    "00080014": ('U', {'retain_uids': 'K'}),  # Instance Creator UID [InstanceCreatorUID]
+    "00080015": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Instance Coercion DateTime [InstanceCoercionDateTime]
+    "00080017": ('U', {'retain_uids': 'K'}),  # Acquisition UID [AcquisitionUID]
+    "00080018": ('U', {'retain_uids': 'K'}),  # SOP Instance UID [SOPInstanceUID]
+    "00080019": ('U', {'retain_uids': 'K'}),  # Pyramid UID [PyramidUID]
+    "00080020": ('Z', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Study Date [StudyDate]
+    "00080021": ('X/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Series Date [SeriesDate]
+    "00080022": ('X/Z', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Acquisition Date [AcquisitionDate]
+    "00080023": ('Z/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Content Date [ContentDate]
+    "00080024": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Overlay Date [OverlayDate] (retired)
+    "00080025": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Curve Date [CurveDate] (retired)
+    "0008002A": ('X/Z/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Acquisition DateTime [AcquisitionDateTime]
+    "00080030": ('Z', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Study Time [StudyTime]
+    "00080031": ('X/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Series Time [SeriesTime]
+    "00080032": ('X/Z', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Acquisition Time [AcquisitionTime]
+    "00080033": ('Z/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Content Time [ContentTime]
+    "00080034": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Overlay Time [OverlayTime] (retired)
+    "00080035": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Curve Time [CurveTime] (retired)
+    "00080050": ('Z', {}),  # Accession Number [AccessionNumber]
+    "00080054": ('X', {'retain_device_identity': 'C'}),  # Retrieve AE Title [RetrieveAETitle]
+    "00080055": ('X', {'retain_device_identity': 'C'}),  # Station AE Title [StationAETitle]
+    "00080058": ('U', {'retain_uids': 'K'}),  # Failed SOP Instance UID List [FailedSOPInstanceUIDList]
+    "00080080": ('X/Z/D', {'retain_institution_identity': 'K'}),  # Institution Name [InstitutionName]
+    "00080081": ('X', {'retain_institution_identity': 'K'}),  # Institution Address [InstitutionAddress]
+    "00080082": ('X/Z/D', {'retain_institution_identity': 'K'}),  # Institution Code Sequence [InstitutionCodeSequence]
+    "00080090": ('Z', {}),  # Referring Physician's Name [ReferringPhysicianName]
+    "00080092": ('X', {}),  # Referring Physician's Address [ReferringPhysicianAddress]
+    "00080094": ('X', {}),  # Referring Physician's Telephone Numbers [ReferringPhysicianTelephoneNumbers]
+    "00080096": ('X', {}),  # Referring Physician Identification Sequence [ReferringPhysicianIdentificationSequence]
+    "0008009C": ('Z', {}),  # Consulting Physician's Name [ConsultingPhysicianName]
+    "0008009D": ('X', {}),  # Consulting Physician Identification Sequence [ConsultingPhysicianIdentificationSequence]
+    "00080106": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Context Group Version [ContextGroupVersion]
+    "00080107": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Context Group Local Version [ContextGroupLocalVersion]
+    "00080201": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Timezone Offset From UTC [TimezoneOffsetFromUTC]
+    "00081000": ('X', {'retain_device_identity': 'C'}),  # Network ID [NetworkID] (retired)
+    "00081010": ('X/Z/D', {'retain_device_identity': 'K'}),  # Station Name [StationName]
+    "00081030": ('X', {'clean_descriptors': 'C'}),  # Study Description [StudyDescription]
+    "0008103E": ('X', {'clean_descriptors': 'C'}),  # Series Description [SeriesDescription]
+    "00081040": ('X', {'retain_institution_identity': 'K'}),  # Institutional Department Name [InstitutionalDepartmentName]
+    "00081041": ('X', {'retain_institution_identity': 'K'}),  # Institutional Department Type Code Sequence [InstitutionalDepartmentTypeCodeSequence]
+    "00081048": ('X', {}),  # Physician(s) of Record [PhysiciansOfRecord]
+    "00081049": ('X', {}),  # Physician(s) of Record Identification Sequence [PhysiciansOfRecordIdentificationSequence]
+    "00081050": ('X', {}),  # Performing Physician's Name [PerformingPhysicianName]
+    "00081052": ('X', {}),  # Performing Physician Identification Sequence [PerformingPhysicianIdentificationSequence]
+    "00081060": ('X', {}),  # Name of Physician(s) Reading Study [NameOfPhysiciansReadingStudy]
+    "00081062": ('X', {}),  # Physician(s) Reading Study Identification Sequence [PhysiciansReadingStudyIdentificationSequence]
+    "00081070": ('X/Z/D', {}),  # Operators' Name [OperatorsName]
+    "00081072": ('X/D', {}),  # Operator Identification Sequence [OperatorIdentificationSequence]
+    "00081080": ('X', {'clean_descriptors': 'C'}),  # Admitting Diagnoses Description [AdmittingDiagnosesDescription]
+    "00081084": ('X', {'clean_descriptors': 'C'}),  # Admitting Diagnoses Code Sequence [AdmittingDiagnosesCodeSequence]
+    "00081088": ('X', {'clean_descriptors': 'C'}),  # Pyramid Description [PyramidDescription]
+    "00081110": ('X/Z', {'retain_uids': 'K'}),  # Referenced Study Sequence [ReferencedStudySequence]
+    "00081111": ('X/Z/D', {'retain_uids': 'K'}),  # Referenced Performed Procedure Step Sequence [ReferencedPerformedProcedureStepSequence]
+    "00081120": ('X', {'retain_uids': 'K'}),  # Referenced Patient Sequence [ReferencedPatientSequence]
+    "00081140": ('X/Z/U*', {'retain_uids': 'K'}),  # Referenced Image Sequence [ReferencedImageSequence]
+    "00081155": ('U', {'retain_uids': 'K'}),  # Referenced SOP Instance UID [ReferencedSOPInstanceUID]
+    "00081195": ('U', {'retain_uids': 'K'}),  # Transaction UID [TransactionUID]
+    "00081301": ('X', {'clean_descriptors': 'C'}),  # Principal Diagnosis Code Sequence
+    "00081302": ('X', {'clean_descriptors': 'C'}),  # Primary Diagnosis Code Sequence
+    "00081303": ('X', {'clean_descriptors': 'C'}),  # Secondary Diagnoses Code Sequence
+    "00081304": ('X', {'clean_descriptors': 'C'}),  # Histological Diagnoses Code Sequence
+    "00082111": ('X', {'clean_descriptors': 'C'}),  # Derivation Description [DerivationDescription]
+    "00082112": ('X/Z/U*', {'retain_uids': 'K'}),  # Source Image Sequence [SourceImageSequence]
+    "00083010": ('U', {'retain_uids': 'K'}),  # Irradiation Event UID [IrradiationEventUID]
+    "00084000": ('X', {'clean_descriptors': 'C'}),  # Identifying Comments [IdentifyingComments] (retired)
+    "00100010": ('Z', {}),  # Patient's Name [PatientName]
+    "00100011": ('X', {}),  # Person Names to Use Sequence
+    "00100012": ('X', {}),  # Name to Use
+    "00100013": ('X', {}),  # Name to Use Comment
+    "00100014": ('X', {}),  # Third Person Pronouns Sequence
+    "00100015": ('X', {}),  # Pronoun Code Sequence
+    "00100016": ('X', {'clean_descriptors': 'C'}),  # Pronoun Comment
+    "00100020": ('Z/D', {}),  # Patient ID [PatientID]
+    "00100021": ('X', {}),  # Issuer of Patient ID [IssuerOfPatientID]
+    "00100030": ('Z', {}),  # Patient's Birth Date [PatientBirthDate]
+    "00100032": ('X', {}),  # Patient's Birth Time [PatientBirthTime]
+    "00100040": ('Z', {'retain_patient_characteristics': 'K'}),  # Patient's Sex [PatientSex]
+    "00100041": ('X', {}),  # Gender Identity Sequence
+    "00100042": ('X', {'retain_patient_characteristics': 'C', 'clean_descriptors': 'C'}),  # Sex Parameters for Clinical Use Category Comment
+    "00100043": ('X', {'retain_patient_characteristics': 'K'}),  # Sex Parameters for Clinical Use Category Sequence
+    "00100044": ('X', {}),  # Gender Identity Code Sequence
+    "00100045": ('X', {'clean_descriptors': 'C'}),  # Gender Identity Comment
+    "00100046": ('X', {'retain_patient_characteristics': 'K'}),  # Sex Parameters for Clinical Use Category Code Sequence
+    "00100047": ('X', {'retain_patient_characteristics': 'K'}),  # Sex Parameters for Clinical Use Category Reference
+    "00100050": ('X', {}),  # Patient's Insurance Plan Code Sequence [PatientInsurancePlanCodeSequence]
+    "00100101": ('X', {}),  # Patient's Primary Language Code Sequence [PatientPrimaryLanguageCodeSequence]
+    "00100102": ('X', {}),  # Patient's Primary Language Modifier Code Sequence [PatientPrimaryLanguageModifierCodeSequence]
+    "00101000": ('X', {}),  # Other Patient IDs [OtherPatientIDs] (retired)
+    "00101001": ('X', {}),  # Other Patient Names [OtherPatientNames]
+    "00101002": ('X', {}),  # Other Patient IDs Sequence [OtherPatientIDsSequence]
+    "00101005": ('X', {}),  # Patient's Birth Name [PatientBirthName]
+    "00101010": ('X', {'retain_patient_characteristics': 'K'}),  # Patient's Age [PatientAge]
+    "00101020": ('X', {'retain_patient_characteristics': 'K'}),  # Patient's Size [PatientSize]
+    "00101030": ('X', {'retain_patient_characteristics': 'K'}),  # Patient's Weight [PatientWeight]
+    "00101040": ('X', {}),  # Patient's Address [PatientAddress]
+    "00101050": ('X', {}),  # Insurance Plan Identification [InsurancePlanIdentification] (retired)
+    "00101060": ('X', {}),  # Patient's Mother's Birth Name [PatientMotherBirthName]
+    "00101080": ('X', {}),  # Military Rank [MilitaryRank]
+    "00101081": ('X', {}),  # Branch of Service [BranchOfService]
+    "00101090": ('X', {}),  # Medical Record Locator [MedicalRecordLocator] (retired)
+    "00101100": ('X', {}),  # Referenced Patient Photo Sequence [ReferencedPatientPhotoSequence]
+    "00102000": ('X', {'clean_descriptors': 'C'}),  # Medical Alerts [MedicalAlerts]
+    "00102110": ('X', {'retain_patient_characteristics': 'C', 'clean_descriptors': 'C'}),  # Allergies [Allergies]
+    "00102150": ('X', {}),  # Country of Residence [CountryOfResidence]
+    "00102152": ('X', {}),  # Region of Residence [RegionOfResidence]
+    "00102154": ('X', {}),  # Patient's Telephone Numbers [PatientTelephoneNumbers]
+    "00102155": ('X', {}),  # Patient's Telecom Information [PatientTelecomInformation]
+    "00102160": ('X', {'retain_patient_characteristics': 'K'}),  # Ethnic Group [EthnicGroup] (retired)
+    "00102161": ('X', {'retain_patient_characteristics': 'K'}),  # Ethnic Group Code Sequence [EthnicGroupCodeSequence]
+    "00102162": ('X', {'retain_patient_characteristics': 'K'}),  # Ethnic Groups
+    "00102180": ('X', {'clean_descriptors': 'C'}),  # Occupation [Occupation]
+    "001021A0": ('X', {'retain_patient_characteristics': 'K'}),  # Smoking Status [SmokingStatus]
+    "001021B0": ('X', {'clean_descriptors': 'C'}),  # Additional Patient History [AdditionalPatientHistory]
+    "001021C0": ('X', {'retain_patient_characteristics': 'K'}),  # Pregnancy Status [PregnancyStatus]
+    "001021D0": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Last Menstrual Date [LastMenstrualDate]
+    "001021F0": ('X', {}),  # Patient's Religious Preference [PatientReligiousPreference]
+    "00102203": ('X/Z', {'retain_patient_characteristics': 'K'}),  # Patient's Sex Neutered [PatientSexNeutered]
+    "00102297": ('X', {}),  # Responsible Person [ResponsiblePerson]
+    "00102299": ('X', {}),  # Responsible Organization [ResponsibleOrganization]
+    "00104000": ('X', {'clean_descriptors': 'C'}),  # Patient Comments [PatientComments]
+    "00120010": ('D', {}),  # Clinical Trial Sponsor Name [ClinicalTrialSponsorName]
+    "00120020": ('D', {}),  # Clinical Trial Protocol ID [ClinicalTrialProtocolID]
+    "00120021": ('Z', {}),  # Clinical Trial Protocol Name [ClinicalTrialProtocolName]
+    "00120022": ('X', {}),  # Issuer of Clinical Trial Protocol ID [IssuerOfClinicalTrialProtocolID]
+    "00120023": ('X', {}),  # Other Clinical Trial Protocol IDs Sequence [OtherClinicalTrialProtocolIDsSequence]
+    "00120030": ('Z', {'retain_institution_identity': 'K'}),  # Clinical Trial Site ID [ClinicalTrialSiteID]
+    "00120031": ('Z', {'retain_institution_identity': 'K'}),  # Clinical Trial Site Name [ClinicalTrialSiteName]
+    "00120032": ('X', {}),  # Issuer of Clinical Trial Site ID [IssuerOfClinicalTrialSiteID]
+    "00120040": ('D', {}),  # Clinical Trial Subject ID [ClinicalTrialSubjectID]
+    "00120041": ('X', {}),  # Issuer of Clinical Trial Subject ID [IssuerOfClinicalTrialSubjectID]
+    "00120042": ('D', {}),  # Clinical Trial Subject Reading ID [ClinicalTrialSubjectReadingID]
+    "00120043": ('X', {}),  # Issuer of Clinical Trial Subject Reading ID [IssuerOfClinicalTrialSubjectReadingID]
+    "00120050": ('Z', {}),  # Clinical Trial Time Point ID [ClinicalTrialTimePointID]
+    "00120051": ('X', {'clean_descriptors': 'C'}),  # Clinical Trial Time Point Description [ClinicalTrialTimePointDescription]
+    "00120055": ('X', {}),  # Issuer of Clinical Trial Time Point ID [IssuerOfClinicalTrialTimePointID]
+    "00120060": ('Z', {'retain_institution_identity': 'K'}),  # Clinical Trial Coordinating Center Name [ClinicalTrialCoordinatingCenterName]
+    "00120071": ('X', {}),  # Clinical Trial Series ID [ClinicalTrialSeriesID]
+    "00120072": ('X', {'clean_descriptors': 'C'}),  # Clinical Trial Series Description [ClinicalTrialSeriesDescription]
+    "00120073": ('X', {}),  # Issuer of Clinical Trial Series ID [IssuerOfClinicalTrialSeriesID]
+    "00120081": ('D', {'retain_institution_identity': 'K'}),  # Clinical Trial Protocol Ethics Committee Name [ClinicalTrialProtocolEthicsCommitteeName]
+    "00120082": ('X', {}),  # Clinical Trial Protocol Ethics Committee Approval Number [ClinicalTrialProtocolEthicsCommitteeApprovalNumber]
+    "00120086": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Ethics Committee Approval Effectiveness Start Date [EthicsCommitteeApprovalEffectivenessStartDate]
+    "00120087": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Ethics Committee Approval Effectiveness End Date [EthicsCommitteeApprovalEffectivenessEndDate]
+    "0014407C": ('X', {'retain_device_identity': 'K', 'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Calibration Time [CalibrationTime]
+    "0014407E": ('X', {'retain_device_identity': 'K', 'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Calibration Date [CalibrationDate]
+    "0016002B": ('X', {'clean_descriptors': 'C'}),  # Maker Note [MakerNote]
+    "0016004B": ('X', {'clean_descriptors': 'C'}),  # Device Setting Description [DeviceSettingDescription]
+    "0016004D": ('X', {}),  # Camera Owner Name [CameraOwnerName]
+    "0016004E": ('X', {'retain_device_identity': 'K'}),  # Lens Specification [LensSpecification]
+    "0016004F": ('X', {'retain_device_identity': 'K'}),  # Lens Make [LensMake]
+    "00160050": ('X', {'retain_device_identity': 'K'}),  # Lens Model [LensModel]
+    "00160051": ('X', {'retain_device_identity': 'K'}),  # Lens Serial Number [LensSerialNumber]
+    "00160070": ('X', {}),  # GPS Version ID [GPSVersionID]
+    "00160071": ('X', {}),  # GPS Latitude Ref [GPSLatitudeRef]
+    "00160072": ('X', {}),  # GPS Latitude [GPSLatitude]
+    "00160073": ('X', {}),  # GPS Longitude Ref [GPSLongitudeRef]
+    "00160074": ('X', {}),  # GPS Longitude [GPSLongitude]
+    "00160075": ('X', {}),  # GPS Altitude Ref [GPSAltitudeRef]
+    "00160076": ('X', {}),  # GPS Altitude [GPSAltitude]
+    "00160077": ('X', {}),  # GPS Time Stamp [GPSTimeStamp]
+    "00160078": ('X', {}),  # GPS Satellites [GPSSatellites]
+    "00160079": ('X', {}),  # GPS Status [GPSStatus]
+    "0016007A": ('X', {}),  # GPS Measure Mode [GPSMeasureMode]
+    "0016007B": ('X', {}),  # GPS DOP [GPSDOP]
+    "0016007C": ('X', {}),  # GPS Speed Ref [GPSSpeedRef]
+    "0016007D": ('X', {}),  # GPS Speed [GPSSpeed]
+    "0016007E": ('X', {}),  # GPS Track Ref [GPSTrackRef]
+    "0016007F": ('X', {}),  # GPS Track [GPSTrack]
+    "00160080": ('X', {}),  # GPS Img Direction Ref [GPSImgDirectionRef]
+    "00160081": ('X', {}),  # GPS Img Direction [GPSImgDirection]
+    "00160082": ('X', {}),  # GPS Map Datum [GPSMapDatum]
+    "00160083": ('X', {}),  # GPS Dest Latitude Ref [GPSDestLatitudeRef]
+    "00160084": ('X', {}),  # GPS Dest Latitude [GPSDestLatitude]
+    "00160085": ('X', {}),  # GPS Dest Longitude Ref [GPSDestLongitudeRef]
+    "00160086": ('X', {}),  # GPS Dest Longitude [GPSDestLongitude]
+    "00160087": ('X', {}),  # GPS Dest Bearing Ref [GPSDestBearingRef]
+    "00160088": ('X', {}),  # GPS Dest Bearing [GPSDestBearing]
+    "00160089": ('X', {}),  # GPS Dest Distance Ref [GPSDestDistanceRef]
+    "0016008A": ('X', {}),  # GPS Dest Distance [GPSDestDistance]
+    "0016008B": ('X', {}),  # GPS Processing Method [GPSProcessingMethod]
+    "0016008C": ('X', {}),  # GPS Area Information [GPSAreaInformation]
+    "0016008D": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # GPS Date Stamp [GPSDateStamp]
+    "0016008E": ('X', {}),  # GPS Differential [GPSDifferential]
+    "00180010": ('Z/D', {'clean_descriptors': 'C'}),  # Contrast/Bolus Agent [ContrastBolusAgent]
+    "00180027": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Intervention Drug Stop Time [InterventionDrugStopTime]
+    "00180035": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Intervention Drug Start Time [InterventionDrugStartTime]
+    "00181000": ('X/Z/D', {'retain_device_identity': 'K'}),  # Device Serial Number [DeviceSerialNumber]
+    "00181002": ('U', {'retain_uids': 'K', 'retain_device_identity': 'K'}),  # Device UID [DeviceUID]
+    "00181004": ('X', {'retain_device_identity': 'K'}),  # Plate ID [PlateID]
+    "00181005": ('X', {'retain_device_identity': 'K'}),  # Generator ID [GeneratorID]
+    "00181007": ('X', {'retain_device_identity': 'K'}),  # Cassette ID [CassetteID]
+    "00181008": ('X', {'retain_device_identity': 'K'}),  # Gantry ID [GantryID]
+    "00181009": ('X', {'retain_device_identity': 'K'}),  # Unique Device Identifier [UniqueDeviceIdentifier]
+    "0018100A": ('X', {'retain_device_identity': 'K'}),  # UDI Sequence [UDISequence]
+    "0018100B": ('U', {'retain_uids': 'K', 'retain_device_identity': 'K'}),  # Manufacturer's Device Class UID [ManufacturerDeviceClassUID]
+    "00181010": ('X', {'retain_device_identity': 'K'}),  # Secondary Capture Device ID [SecondaryCaptureDeviceID]
+    "00181011": ('X', {'retain_device_identity': 'K'}),  # Hardcopy Creation Device ID [HardcopyCreationDeviceID] (retired)
+    "00181012": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Date of Secondary Capture [DateOfSecondaryCapture]
+    "00181014": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Time of Secondary Capture [TimeOfSecondaryCapture]
+    "00181030": ('X/D', {'clean_descriptors': 'C'}),  # Protocol Name [ProtocolName]
+    "00181042": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Contrast/Bolus Start Time [ContrastBolusStartTime]
+    "00181043": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Contrast/Bolus Stop Time [ContrastBolusStopTime]
+    "00181072": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Radiopharmaceutical Start Time [RadiopharmaceuticalStartTime]
+    "00181073": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Radiopharmaceutical Stop Time [RadiopharmaceuticalStopTime]
+    "00181078": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Radiopharmaceutical Start DateTime [RadiopharmaceuticalStartDateTime]
+    "00181079": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Radiopharmaceutical Stop DateTime [RadiopharmaceuticalStopDateTime]
+    "001811BB": ('D', {'clean_descriptors': 'C'}),  # Acquisition Field of View Label [AcquisitionFieldOfViewLabel]
+    "00181200": ('X', {'retain_device_identity': 'K', 'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Date of Last Calibration [DateOfLastCalibration]
+    "00181201": ('X', {'retain_device_identity': 'K', 'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Time of Last Calibration [TimeOfLastCalibration]
+    "00181202": ('X', {'retain_device_identity': 'K', 'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # DateTime of Last Calibration [DateTimeOfLastCalibration]
+    "00181203": ('Z', {'retain_device_identity': 'K', 'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Calibration DateTime [CalibrationDateTime]
+    "00181204": ('X', {'retain_device_identity': 'K', 'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Date of Manufacture [DateOfManufacture]
+    "00181205": ('X', {'retain_device_identity': 'K', 'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Date of Installation [DateOfInstallation]
+    "00181400": ('X/D', {'clean_descriptors': 'C'}),  # Acquisition Device Processing Description [AcquisitionDeviceProcessingDescription]
+    "00182042": ('U', {'retain_uids': 'K'}),  # Target UID [TargetUID]
+    "00184000": ('X', {'clean_descriptors': 'C'}),  # Acquisition Comments [AcquisitionComments] (retired)
+    "00185011": ('X', {'retain_device_identity': 'K'}),  # Transducer Identification Sequence [TransducerIdentificationSequence]
+    "0018700A": ('X/D', {'retain_device_identity': 'K'}),  # Detector ID [DetectorID]
+    "0018700C": ('X/D', {'retain_device_identity': 'K', 'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Date of Last Detector Calibration [DateOfLastDetectorCalibration]
+    "0018700E": ('X/D', {'retain_device_identity': 'K', 'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Time of Last Detector Calibration [TimeOfLastDetectorCalibration]
+    "00189074": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Frame Acquisition DateTime [FrameAcquisitionDateTime]
+    "00189151": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Frame Reference DateTime [FrameReferenceDateTime]
+    "00189185": ('X', {'clean_descriptors': 'C'}),  # Respiratory Motion Compensation Technique Description [RespiratoryMotionCompensationTechniqueDescription]
+    "00189367": ('D', {'retain_device_identity': 'K'}),  # X-Ray Source ID [XRaySourceID]
+    "00189369": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Source Start DateTime [SourceStartDateTime]
+    "0018936A": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Source End DateTime [SourceEndDateTime]
+    "00189371": ('D', {'retain_device_identity': 'K'}),  # X-Ray Detector ID [XRayDetectorID]
+    "00189373": ('X', {'retain_device_identity': 'K'}),  # X-Ray Detector Label [XRayDetectorLabel]
+    "0018937B": ('X', {'clean_descriptors': 'C'}),  # Multi-energy Acquisition Description [MultienergyAcquisitionDescription]
+    "0018937F": ('X', {'clean_descriptors': 'C'}),  # Decomposition Description [DecompositionDescription]
+    "00189424": ('X', {'clean_descriptors': 'C'}),  # Acquisition Protocol Description [AcquisitionProtocolDescription]
+    "00189516": ('X/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Start Acquisition DateTime [StartAcquisitionDateTime]
+    "00189517": ('X/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # End Acquisition DateTime [EndAcquisitionDateTime]
+    "00189623": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Functional Sync Pulse [FunctionalSyncPulse]
+    "00189701": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Decay Correction DateTime [DecayCorrectionDateTime]
+    "00189804": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Exclusion Start DateTime [ExclusionStartDateTime]
+    "00189919": ('Z/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Instruction Performed DateTime [InstructionPerformedDateTime]
+    "00189937": ('X', {'clean_descriptors': 'C'}),  # Requested Series Description [RequestedSeriesDescription]
+    "0018A002": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Contribution DateTime [ContributionDateTime]
+    "0018A003": ('X', {'clean_descriptors': 'C'}),  # Contribution Description [ContributionDescription]
+    "0020000D": ('U', {'retain_uids': 'K'}),  # Study Instance UID [StudyInstanceUID]
+    "0020000E": ('U', {'retain_uids': 'K'}),  # Series Instance UID [SeriesInstanceUID]
+    "00200010": ('Z', {}),  # Study ID [StudyID]
+    "00200027": ('X', {'clean_descriptors': 'C'}),  # Pyramid Label [PyramidLabel]
+    "00200052": ('U', {'retain_uids': 'K'}),  # Frame of Reference UID [FrameOfReferenceUID]
+    "00200200": ('U', {'retain_uids': 'K'}),  # Synchronization Frame of Reference UID [SynchronizationFrameOfReferenceUID]
+    "00203401": ('X', {'retain_device_identity': 'K'}),  # Modifying Device ID [ModifyingDeviceID] (retired)
+    "00203403": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Modified Image Date [ModifiedImageDate] (retired)
+    "00203405": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Modified Image Time [ModifiedImageTime] (retired)
+    "00203406": ('X', {}),  # Modified Image Description [ModifiedImageDescription] (retired)
+    "00204000": ('X', {'clean_descriptors': 'C'}),  # Image Comments [ImageComments]
+    "00209158": ('X', {'clean_descriptors': 'C'}),  # Frame Comments [FrameComments]
+    "00209161": ('U', {'retain_uids': 'K'}),  # Concatenation UID [ConcatenationUID]
+    "00209164": ('U', {'retain_uids': 'K'}),  # Dimension Organization UID [DimensionOrganizationUID]
+    "00281199": ('U', {'retain_uids': 'K'}),  # Palette Color Lookup Table UID [PaletteColorLookupTableUID]
+    "00281214": ('U', {'retain_uids': 'K'}),  # Large Palette Color Lookup Table UID [LargePaletteColorLookupTableUID] (retired)
+    "00284000": ('X', {}),  # Image Presentation Comments [ImagePresentationComments] (retired)
+    "00320012": ('X', {}),  # Study ID Issuer [StudyIDIssuer] (retired)
+    "00320032": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Study Verified Date [StudyVerifiedDate] (retired)
+    "00320033": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Study Verified Time [StudyVerifiedTime] (retired)
+    "00320034": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Study Read Date [StudyReadDate] (retired)
+    "00320035": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Study Read Time [StudyReadTime] (retired)
+    "00321000": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Scheduled Study Start Date [ScheduledStudyStartDate] (retired)
+    "00321001": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Scheduled Study Start Time [ScheduledStudyStartTime] (retired)
+    "00321010": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Scheduled Study Stop Date [ScheduledStudyStopDate] (retired)
+    "00321011": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Scheduled Study Stop Time [ScheduledStudyStopTime] (retired)
+    "00321020": ('X', {'retain_device_identity': 'K'}),  # Scheduled Study Location [ScheduledStudyLocation] (retired)
+    "00321021": ('X', {'retain_device_identity': 'C'}),  # Scheduled Study Location AE Title [ScheduledStudyLocationAETitle] (retired)
+    "00321030": ('X', {'clean_descriptors': 'C'}),  # Reason for Study [ReasonForStudy] (retired)
+    "00321032": ('X', {}),  # Requesting Physician [RequestingPhysician]
+    "00321033": ('X', {'clean_descriptors': 'C'}),  # Requesting Service [RequestingService]
+    "00321040": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Study Arrival Date [StudyArrivalDate] (retired)
+    "00321041": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Study Arrival Time [StudyArrivalTime] (retired)
+    "00321050": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Study Completion Date [StudyCompletionDate] (retired)
+    "00321051": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Study Completion Time [StudyCompletionTime] (retired)
+    "00321060": ('X/Z', {'clean_descriptors': 'C'}),  # Requested Procedure Description [RequestedProcedureDescription]
+    "00321066": ('X', {'clean_descriptors': 'C'}),  # Reason for Visit [ReasonForVisit]
+    "00321067": ('X', {'clean_descriptors': 'C'}),  # Reason for Visit Code Sequence [ReasonForVisitCodeSequence]
+    "00321070": ('X', {'clean_descriptors': 'C'}),  # Requested Contrast Agent [RequestedContrastAgent]
+    "00324000": ('X', {'clean_descriptors': 'C'}),  # Study Comments [StudyComments] (retired)
+    "00340001": ('D', {}),  # Flow Identifier Sequence [FlowIdentifierSequence]
+    "00340002": ('D', {}),  # Flow Identifier [FlowIdentifier]
+    "00340005": ('D', {}),  # Source Identifier [SourceIdentifier]
+    "00340007": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Frame Origin Timestamp [FrameOriginTimestamp]
+    "00380004": ('X', {}),  # Referenced Patient Alias Sequence [ReferencedPatientAliasSequence] (retired)
+    "00380010": ('X', {}),  # Admission ID [AdmissionID]
+    "00380011": ('X', {}),  # Issuer of Admission ID [IssuerOfAdmissionID] (retired)
+    "00380014": ('X', {}),  # Issuer of Admission ID Sequence [IssuerOfAdmissionIDSequence]
+    "0038001A": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Scheduled Admission Date [ScheduledAdmissionDate] (retired)
+    "0038001B": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Scheduled Admission Time [ScheduledAdmissionTime] (retired)
+    "0038001C": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Scheduled Discharge Date [ScheduledDischargeDate] (retired)
+    "0038001D": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Scheduled Discharge Time [ScheduledDischargeTime] (retired)
+    "0038001E": ('X', {}),  # Scheduled Patient Institution Residence [ScheduledPatientInstitutionResidence] (retired)
+    "00380020": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Admitting Date [AdmittingDate]
+    "00380021": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Admitting Time [AdmittingTime]
+    "00380030": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Discharge Date [DischargeDate] (retired)
+    "00380032": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Discharge Time [DischargeTime] (retired)
+    "00380040": ('X', {'clean_descriptors': 'C'}),  # Discharge Diagnosis Description [DischargeDiagnosisDescription] (retired)
+    "00380050": ('X', {'retain_patient_characteristics': 'C'}),  # Special Needs [SpecialNeeds]
+    "00380060": ('X', {}),  # Service Episode ID [ServiceEpisodeID]
+    "00380061": ('X', {}),  # Issuer of Service Episode ID [IssuerOfServiceEpisodeID] (retired)
+    "00380062": ('X', {'clean_descriptors': 'C'}),  # Service Episode Description [ServiceEpisodeDescription]
+    "00380064": ('X', {}),  # Issuer of Service Episode ID Sequence [IssuerOfServiceEpisodeIDSequence]
+    "00380300": ('X', {}),  # Current Patient Location [CurrentPatientLocation]
+    "00380400": ('X', {}),  # Patient's Institution Residence [PatientInstitutionResidence]
+    "00380500": ('X', {'retain_patient_characteristics': 'C', 'clean_descriptors': 'C'}),  # Patient State [PatientState]
+    "00384000": ('X', {'clean_descriptors': 'C'}),  # Visit Comments [VisitComments]
+    "003A0020": ('X', {'clean_descriptors': 'C'}),  # Multiplex Group Label [MultiplexGroupLabel]
+    "003A0203": ('X', {'clean_descriptors': 'C'}),  # Channel Label [ChannelLabel]
+    "003A020C": ('X', {'clean_descriptors': 'C'}),  # Channel Derivation Description [ChannelDerivationDescription]
+    "003A0310": ('U', {'retain_uids': 'K'}),  # Multiplex Group UID [MultiplexGroupUID]
+    "003A0314": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Impedance Measurement DateTime [ImpedanceMeasurementDateTime]
+    "003A0329": ('X', {'clean_descriptors': 'C'}),  # Waveform Filter Description [WaveformFilterDescription]
+    "003A032B": ('X', {'clean_descriptors': 'C'}),  # Filter Lookup Table Description [FilterLookupTableDescription]
+    "00400001": ('X', {'retain_device_identity': 'C'}),  # Scheduled Station AE Title [ScheduledStationAETitle]
+    "00400002": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Scheduled Procedure Step Start Date [ScheduledProcedureStepStartDate]
+    "00400003": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Scheduled Procedure Step Start Time [ScheduledProcedureStepStartTime]
+    "00400004": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Scheduled Procedure Step End Date [ScheduledProcedureStepEndDate]
+    "00400005": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Scheduled Procedure Step End Time [ScheduledProcedureStepEndTime]
+    "00400006": ('X', {}),  # Scheduled Performing Physician's Name [ScheduledPerformingPhysicianName]
+    "00400007": ('X', {'clean_descriptors': 'C'}),  # Scheduled Procedure Step Description [ScheduledProcedureStepDescription]
+    "00400009": ('X', {}),  # Scheduled Procedure Step ID [ScheduledProcedureStepID]
+    "0040000B": ('X', {}),  # Scheduled Performing Physician Identification Sequence [ScheduledPerformingPhysicianIdentificationSequence]
+    "00400010": ('X', {'retain_device_identity': 'K'}),  # Scheduled Station Name [ScheduledStationName]
+    "00400011": ('X', {'retain_device_identity': 'K'}),  # Scheduled Procedure Step Location [ScheduledProcedureStepLocation]
+    "00400012": ('X', {'retain_patient_characteristics': 'C'}),  # Pre-Medication [PreMedication]
+    "00400241": ('X', {'retain_device_identity': 'C'}),  # Performed Station AE Title [PerformedStationAETitle]
+    "00400242": ('X', {'retain_device_identity': 'K'}),  # Performed Station Name [PerformedStationName]
+    "00400243": ('X', {}),  # Performed Location [PerformedLocation]
+    "00400244": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Performed Procedure Step Start Date [PerformedProcedureStepStartDate]
+    "00400245": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Performed Procedure Step Start Time [PerformedProcedureStepStartTime]
+    "00400250": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Performed Procedure Step End Date [PerformedProcedureStepEndDate]
+    "00400251": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Performed Procedure Step End Time [PerformedProcedureStepEndTime]
+    "00400253": ('X', {}),  # Performed Procedure Step ID [PerformedProcedureStepID]
+    "00400254": ('X', {'clean_descriptors': 'C'}),  # Performed Procedure Step Description [PerformedProcedureStepDescription]
+    "00400275": ('X', {'clean_descriptors': 'C'}),  # Request Attributes Sequence [RequestAttributesSequence]
+    "00400280": ('X', {'clean_descriptors': 'C'}),  # Comments on the Performed Procedure Step [CommentsOnThePerformedProcedureStep]
+    "00400310": ('X', {'clean_descriptors': 'C'}),  # Comments on Radiation Dose [CommentsOnRadiationDose]
+    "0040050A": ('X', {}),  # Specimen Accession Number [SpecimenAccessionNumber] (retired)
+    "00400512": ('D', {}),  # Container Identifier [ContainerIdentifier]
+    "00400513": ('Z', {}),  # Issuer of the Container Identifier Sequence [IssuerOfTheContainerIdentifierSequence]
+    "0040051A": ('X', {'clean_descriptors': 'C'}),  # Container Description [ContainerDescription]
+    "00400551": ('D', {}),  # Specimen Identifier [SpecimenIdentifier]
+    "00400554": ('U', {'retain_uids': 'K'}),  # Specimen UID [SpecimenUID]
+    "00400555": ('X/Z', {'clean_structured_content': 'C'}),  # Acquisition Context Sequence [AcquisitionContextSequence]
+    "00400556": ('X', {'clean_descriptors': 'C'}),  # Acquisition Context Description [AcquisitionContextDescription]
+    "00400562": ('Z', {}),  # Issuer of the Specimen Identifier Sequence [IssuerOfTheSpecimenIdentifierSequence]
+    "00400600": ('X', {'clean_descriptors': 'C'}),  # Specimen Short Description [SpecimenShortDescription]
+    "00400602": ('X', {'clean_descriptors': 'C'}),  # Specimen Detailed Description [SpecimenDetailedDescription]
+    "00400610": ('Z', {'clean_structured_content': 'C'}),  # Specimen Preparation Sequence [SpecimenPreparationSequence]
+    "004006FA": ('X', {}),  # Slide Identifier [SlideIdentifier] (retired)
+    "00401001": ('X', {}),  # Requested Procedure ID [RequestedProcedureID]
+    "00401002": ('X', {'clean_descriptors': 'C'}),  # Reason for the Requested Procedure [ReasonForTheRequestedProcedure]
+    "00401004": ('X', {}),  # Patient Transport Arrangements [PatientTransportArrangements]
+    "00401005": ('X', {}),  # Requested Procedure Location [RequestedProcedureLocation]
+    "0040100A": ('X', {'clean_descriptors': 'C'}),  # Reason for Requested Procedure Code Sequence [ReasonForRequestedProcedureCodeSequence]
+    "00401010": ('X', {}),  # Names of Intended Recipients of Results [NamesOfIntendedRecipientsOfResults]
+    "00401011": ('X', {}),  # Intended Recipients of Results Identification Sequence [IntendedRecipientsOfResultsIdentificationSequence]
+    "00401101": ('D', {}),  # Person Identification Code Sequence [PersonIdentificationCodeSequence]
+    "00401102": ('X', {}),  # Person's Address [PersonAddress]
+    "00401103": ('X', {}),  # Person's Telephone Numbers [PersonTelephoneNumbers]
+    "00401104": ('X', {}),  # Person's Telecom Information [PersonTelecomInformation]
+    "00401400": ('X', {'clean_descriptors': 'C'}),  # Requested Procedure Comments [RequestedProcedureComments]
+    "00402001": ('X', {'clean_descriptors': 'C'}),  # Reason for the Imaging Service Request [ReasonForTheImagingServiceRequest] (retired)
+    "00402004": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Issue Date of Imaging Service Request [IssueDateOfImagingServiceRequest]
+    "00402005": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Issue Time of Imaging Service Request [IssueTimeOfImagingServiceRequest]
+    "00402008": ('X', {}),  # Order Entered By [OrderEnteredBy]
+    "00402009": ('X', {}),  # Order Enterer's Location [OrderEntererLocation]
+    "00402010": ('X', {}),  # Order Callback Phone Number [OrderCallbackPhoneNumber]
+    "00402011": ('X', {}),  # Order Callback Telecom Information [OrderCallbackTelecomInformation]
+    "00402016": ('Z', {}),  # Placer Order Number / Imaging Service Request [PlacerOrderNumberImagingServiceRequest]
+    "00402017": ('Z', {}),  # Filler Order Number / Imaging Service Request [FillerOrderNumberImagingServiceRequest]
+    "00402400": ('X', {'clean_descriptors': 'C'}),  # Imaging Service Request Comments [ImagingServiceRequestComments]
+    "00403001": ('X', {}),  # Confidentiality Constraint on Patient Data Description [ConfidentialityConstraintOnPatientDataDescription]
+    "00404005": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Scheduled Procedure Step Start DateTime [ScheduledProcedureStepStartDateTime]
+    "00404008": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Scheduled Procedure Step Expiration DateTime [ScheduledProcedureStepExpirationDateTime]
+    "00404010": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Scheduled Procedure Step Modification DateTime [ScheduledProcedureStepModificationDateTime]
+    "00404011": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Expected Completion DateTime [ExpectedCompletionDateTime]
+    "00404023": ('U', {'retain_uids': 'K'}),  # Referenced General Purpose Scheduled Procedure Step Transaction UID [ReferencedGeneralPurposeScheduledProcedureStepTransactionUID] (retired)
+    "00404025": ('X', {'retain_device_identity': 'K'}),  # Scheduled Station Name Code Sequence [ScheduledStationNameCodeSequence]
+    "00404027": ('X', {'retain_device_identity': 'K'}),  # Scheduled Station Geographic Location Code Sequence [ScheduledStationGeographicLocationCodeSequence]
+    "00404028": ('X', {'retain_device_identity': 'K'}),  # Performed Station Name Code Sequence [PerformedStationNameCodeSequence]
+    "00404030": ('X', {'retain_device_identity': 'K'}),  # Performed Station Geographic Location Code Sequence [PerformedStationGeographicLocationCodeSequence]
+    "00404034": ('X', {}),  # Scheduled Human Performers Sequence [ScheduledHumanPerformersSequence]
+    "00404035": ('X', {}),  # Actual Human Performers Sequence [ActualHumanPerformersSequence]
+    "00404036": ('X', {}),  # Human Performer's Organization [HumanPerformerOrganization]
+    "00404037": ('X', {}),  # Human Performer's Name [HumanPerformerName]
+    "00404050": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Performed Procedure Step Start DateTime [PerformedProcedureStepStartDateTime]
+    "00404051": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Performed Procedure Step End DateTime [PerformedProcedureStepEndDateTime]
+    "00404052": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Procedure Step Cancellation DateTime [ProcedureStepCancellationDateTime]
+    "0040A023": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Findings Group Recording Date (Trial) [FindingsGroupRecordingDateTrial] (retired)
+    "0040A024": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Findings Group Recording Time (Trial) [FindingsGroupRecordingTimeTrial] (retired)
+    "0040A027": ('D', {}),  # Verifying Organization [VerifyingOrganization]
+    "0040A030": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Verification DateTime [VerificationDateTime]
+    "0040A032": ('X/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Observation DateTime [ObservationDateTime]
+    "0040A033": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Observation Start DateTime [ObservationStartDateTime]
+    "0040A034": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Effective Start DateTime
+    "0040A035": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Effective Stop DateTime
+    "0040A073": ('D', {}),  # Verifying Observer Sequence [VerifyingObserverSequence]
+    "0040A075": ('D', {}),  # Verifying Observer Name [VerifyingObserverName]
+    "0040A078": ('X', {}),  # Author Observer Sequence [AuthorObserverSequence]
+    "0040A07A": ('X', {}),  # Participant Sequence [ParticipantSequence]
+    "0040A07C": ('X', {}),  # Custodial Organization Sequence [CustodialOrganizationSequence]
+    "0040A082": ('Z', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Participation DateTime [ParticipationDateTime]
+    "0040A088": ('Z', {}),  # Verifying Observer Identification Code Sequence [VerifyingObserverIdentificationCodeSequence]
+    "0040A110": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Date of Document or Verbal Transaction (Trial) [DateOfDocumentOrVerbalTransactionTrial] (retired)
+    "0040A112": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Time of Document Creation or Verbal Transaction (Trial) [TimeOfDocumentCreationOrVerbalTransactionTrial] (retired)
+    "0040A120": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # DateTime [DateTime]
+    "0040A121": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Date [Date]
+    "0040A122": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Time [Time]
+    "0040A123": ('D', {}),  # Person Name [PersonName]
+    "0040A124": ('U', {}),  # UID [UID]
+    "0040A13A": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Referenced DateTime [ReferencedDateTime]
+    "0040A171": ('U', {'retain_uids': 'K'}),  # Observation UID [ObservationUID]
+    "0040A172": ('U', {'retain_uids': 'K'}),  # Referenced Observation UID (Trial) [ReferencedObservationUIDTrial] (retired)
+    "0040A192": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Observation Date (Trial) [ObservationDateTrial] (retired)
+    "0040A193": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Observation Time (Trial) [ObservationTimeTrial] (retired)
+    "0040A307": ('X', {}),  # Current Observer (Trial) [CurrentObserverTrial] (retired)
+    "0040A352": ('X', {}),  # Verbal Source (Trial) [VerbalSourceTrial] (retired)
+    "0040A353": ('X', {}),  # Address (Trial) [AddressTrial] (retired)
+    "0040A354": ('X', {}),  # Telephone Number (Trial) [TelephoneNumberTrial] (retired)
+    "0040A358": ('X', {}),  # Verbal Source Identifier Code Sequence (Trial) [VerbalSourceIdentifierCodeSequenceTrial] (retired)
+    "0040A402": ('U', {'retain_uids': 'K'}),  # Observation Subject UID (Trial) [ObservationSubjectUIDTrial] (retired)
+    "0040A730": ('D', {'clean_structured_content': 'C'}),  # Content Sequence [ContentSequence]
+    "0040B020": ('X/D', {'clean_structured_content': 'C'}),  # Waveform Annotation Sequence [WaveformAnnotationSequence]
+    "0040B034": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Annotation DateTime
+    "0040B036": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Segment Definition DateTime
+    "0040B03B": ('X', {'clean_descriptors': 'C'}),  # Montage Name
+    "0040B03F": ('X', {'clean_descriptors': 'C'}),  # Montage Channel Label
+    "0040DB06": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Template Version [TemplateVersion] (retired)
+    "0040DB07": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Template Local Version [TemplateLocalVersion] (retired)
+    "0040DB0C": ('U', {'retain_uids': 'K'}),  # Template Extension Organization UID [TemplateExtensionOrganizationUID] (retired)
+    "0040DB0D": ('U', {'retain_uids': 'K'}),  # Template Extension Creator UID [TemplateExtensionCreatorUID] (retired)
+    "0040E004": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # HL7 Document Effective Time [HL7DocumentEffectiveTime]
+    "0040E012": ('X', {}),  # Display URI
+    "00420011": ('D', {}),  # Encapsulated Document [EncapsulatedDocument]
+    "00440004": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Approval Status DateTime [ApprovalStatusDateTime]
+    "0044000B": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Product Expiration DateTime [ProductExpirationDateTime]
+    "00440010": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Substance Administration DateTime [SubstanceAdministrationDateTime]
+    "00440104": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Assertion DateTime [AssertionDateTime]
+    "00440105": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Assertion Expiration DateTime [AssertionExpirationDateTime]
+    "0050001B": ('X', {}),  # Container Component ID [ContainerComponentID]
+    "00500020": ('X', {'retain_device_identity': 'K'}),  # Device Description [DeviceDescription]
+    "00500021": ('X', {'clean_descriptors': 'C'}),  # Long Device Description [LongDeviceDescription]
+    "00620021": ('U', {'retain_uids': 'K'}),  # Tracking UID [TrackingUID]
+    "00640003": ('U', {'retain_uids': 'K'}),  # Source Frame of Reference UID [SourceFrameOfReferenceUID]
+    "00686226": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Effective DateTime [EffectiveDateTime]
+    "00686270": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Information Issue DateTime [InformationIssueDateTime]
+    "006A0003": ('D', {'retain_uids': 'K'}),  # Annotation Group UID [AnnotationGroupUID]
+    "006A0005": ('D', {'clean_descriptors': 'C'}),  # Annotation Group Label [AnnotationGroupLabel]
+    "006A0006": ('X', {'clean_descriptors': 'C'}),  # Annotation Group Description [AnnotationGroupDescription]
+    "00700001": ('D', {'clean_graphics': 'C'}),  # Graphic Annotation Sequence [GraphicAnnotationSequence]
+    "00700006": ('D', {'clean_descriptors': 'C'}),  # Unformatted Text Value [UnformattedTextValue]
+    "00700082": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Presentation Creation Date [PresentationCreationDate]
+    "00700083": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Presentation Creation Time [PresentationCreationTime]
+    "00700084": ('Z/D', {}),  # Content Creator's Name [ContentCreatorName]
+    "00700086": ('X', {}),  # Content Creator's Identification Code Sequence [ContentCreatorIdentificationCodeSequence]
+    "0070031A": ('U', {'retain_uids': 'K'}),  # Fiducial UID [FiducialUID]
+    "00701101": ('U', {'retain_uids': 'K'}),  # Presentation Display Collection UID [PresentationDisplayCollectionUID]
+    "00701102": ('U', {'retain_uids': 'K'}),  # Presentation Sequence Collection UID [PresentationSequenceCollectionUID]
+    "0072000A": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Hanging Protocol Creation DateTime [HangingProtocolCreationDateTime]
+    "0072005E": ('D', {'retain_device_identity': 'C'}),  # Selector AE Value [SelectorAEValue]
+    "0072005F": ('D', {'retain_patient_characteristics': 'K'}),  # Selector AS Value [SelectorASValue]
+    "00720061": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Selector DA Value [SelectorDAValue]
+    "00720063": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Selector DT Value [SelectorDTValue]
+    "00720065": ('D', {}),  # Selector OB Value [SelectorOBValue]
+    "00720066": ('D', {'clean_descriptors': 'C'}),  # Selector LO Value [SelectorLOValue]
+    "00720068": ('D', {'clean_descriptors': 'C'}),  # Selector LT Value [SelectorLTValue]
+    "0072006A": ('D', {}),  # Selector PN Value [SelectorPNValue]
+    "0072006B": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Selector TM Value [SelectorTMValue]
+    "0072006C": ('D', {'clean_descriptors': 'C'}),  # Selector SH Value [SelectorSHValue]
+    "0072006D": ('D', {}),  # Selector UN Value [SelectorUNValue]
+    "0072006E": ('D', {'clean_descriptors': 'C'}),  # Selector ST Value [SelectorSTValue]
+    "00720070": ('D', {'clean_descriptors': 'C'}),  # Selector UT Value [SelectorUTValue]
+    "00720071": ('D', {}),  # Selector UR Value [SelectorURValue]
+    "00741234": ('X', {'retain_device_identity': 'C'}),  # Receiving AE [ReceivingAE]
+    "00741236": ('X', {'retain_device_identity': 'C'}),  # Requesting AE [RequestingAE]
+    "00880140": ('U', {'retain_uids': 'K'}),  # Storage Media File-set UID [StorageMediaFileSetUID]
+    "00880200": ('X', {}),  # Icon Image Sequence (see Note 11) [IconImageSequence]
+    "00880904": ('X', {}),  # Topic Title [TopicTitle] (retired)
+    "00880906": ('X', {}),  # Topic Subject [TopicSubject] (retired)
+    "00880910": ('X', {}),  # Topic Author [TopicAuthor] (retired)
+    "00880912": ('X', {}),  # Topic Keywords [TopicKeywords] (retired)
+    "01000420": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # SOP Authorization DateTime [SOPAuthorizationDateTime]
+    "04000100": ('U', {}),  # Digital Signature UID [DigitalSignatureUID]
+    "04000105": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Digital Signature DateTime [DigitalSignatureDateTime]
+    "04000115": ('D', {}),  # Certificate of Signer [CertificateOfSigner]
+    "04000310": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Certified Timestamp [CertifiedTimestamp]
+    "04000402": ('X', {}),  # Referenced Digital Signature Sequence [ReferencedDigitalSignatureSequence]
+    "04000403": ('X', {}),  # Referenced SOP Instance MAC Sequence [ReferencedSOPInstanceMACSequence]
+    "04000404": ('X', {}),  # MAC [MAC]
+    "04000550": ('X', {}),  # Modified Attributes Sequence [ModifiedAttributesSequence]
+    "04000551": ('X', {}),  # Nonconforming Modified Attributes Sequence [NonconformingModifiedAttributesSequence]
+    "04000552": ('X', {}),  # Nonconforming Data Element Value [NonconformingDataElementValue]
+    "04000561": ('X', {}),  # Original Attributes Sequence [OriginalAttributesSequence]
+    "04000562": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Attribute Modification DateTime [AttributeModificationDateTime]
+    "04000563": ('D', {'retain_device_identity': 'K'}),  # Modifying System [ModifyingSystem]
+    "04000564": ('Z', {'retain_institution_identity': 'K'}),  # Source of Previous Values [SourceOfPreviousValues]
+    "04000565": ('D', {'clean_descriptors': 'C'}),  # Reason for the Attribute Modification [ReasonForTheAttributeModification]
+    "04000600": ('X', {}),  # Instance Origin Status [InstanceOriginStatus]
+    "20300020": ('X', {}),  # Text String [TextString]
+    "21000040": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Creation Date [CreationDate]
+    "21000050": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Creation Time [CreationTime]
+    "21000070": ('X', {'retain_device_identity': 'C'}),  # Originator [Originator]
+    "21000140": ('D', {'retain_device_identity': 'C'}),  # Destination AE [DestinationAE]
+    "22000002": ('X/Z', {'clean_descriptors': 'C'}),  # Label Text [LabelText]
+    "22000005": ('X/Z', {}),  # Barcode Value [BarcodeValue]
+    "30020121": ('X', {'clean_descriptors': 'C'}),  # Position Acquisition Template Name [PositionAcquisitionTemplateName]
+    "30020123": ('X', {'clean_descriptors': 'C'}),  # Position Acquisition Template Description [PositionAcquisitionTemplateDescription]
+    "3004007F": ('X', {'clean_descriptors': 'C'}),  # Dose Calculation Model Name
+    "30060002": ('D', {'clean_descriptors': 'C'}),  # Structure Set Label [StructureSetLabel]
+    "30060004": ('X', {'clean_descriptors': 'C'}),  # Structure Set Name [StructureSetName]
+    "30060006": ('X', {'clean_descriptors': 'C'}),  # Structure Set Description [StructureSetDescription]
+    "30060008": ('Z', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Structure Set Date [StructureSetDate]
+    "30060009": ('Z', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Structure Set Time [StructureSetTime]
+    "30060024": ('U', {'retain_uids': 'K'}),  # Referenced Frame of Reference UID [ReferencedFrameOfReferenceUID]
+    "30060026": ('Z', {'clean_descriptors': 'C'}),  # ROI Name [ROIName]
+    "30060028": ('X', {'clean_descriptors': 'C'}),  # ROI Description [ROIDescription]
+    "3006002D": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # ROI DateTime [ROIDateTime]
+    "3006002E": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # ROI Observation DateTime [ROIObservationDateTime]
+    "30060038": ('X', {'clean_descriptors': 'C'}),  # ROI Generation Description [ROIGenerationDescription]
+    "3006004D": ('X', {}),  # ROI Creator Sequence [ROICreatorSequence]
+    "3006004E": ('X', {}),  # ROI Interpreter Sequence [ROIInterpreterSequence]
+    "30060085": ('X', {'clean_descriptors': 'C'}),  # ROI Observation Label [ROIObservationLabel] (retired)
+    "30060088": ('X', {'clean_descriptors': 'C'}),  # ROI Observation Description [ROIObservationDescription] (retired)
+    "300600A6": ('Z', {}),  # ROI Interpreter [ROIInterpreter]
+    "300600C2": ('U', {'retain_uids': 'K'}),  # Related Frame of Reference UID [RelatedFrameOfReferenceUID] (retired)
+    "30080024": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Treatment Control Point Date [TreatmentControlPointDate]
+    "30080025": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Treatment Control Point Time [TreatmentControlPointTime]
+    "30080054": ('X/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # First Treatment Date [FirstTreatmentDate]
+    "30080056": ('X/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Most Recent Treatment Date [MostRecentTreatmentDate]
+    "30080105": ('X/Z', {'retain_device_identity': 'K'}),  # Source Serial Number [SourceSerialNumber]
+    "30080162": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Safe Position Exit Date [SafePositionExitDate]
+    "30080164": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Safe Position Exit Time [SafePositionExitTime]
+    "30080166": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Safe Position Return Date [SafePositionReturnDate]
+    "30080168": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Safe Position Return Time [SafePositionReturnTime]
+    "30080250": ('X/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Treatment Date [TreatmentDate]
+    "30080251": ('X/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Treatment Time [TreatmentTime]
+    "300A0002": ('D', {'clean_descriptors': 'C'}),  # RT Plan Label [RTPlanLabel]
+    "300A0003": ('X', {'clean_descriptors': 'C'}),  # RT Plan Name [RTPlanName]
+    "300A0004": ('X', {'clean_descriptors': 'C'}),  # RT Plan Description [RTPlanDescription]
+    "300A0006": ('X/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # RT Plan Date [RTPlanDate]
+    "300A0007": ('X/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # RT Plan Time [RTPlanTime]
+    "300A000B": ('X', {'clean_descriptors': 'C'}),  # Treatment Sites [TreatmentSites] (retired)
+    "300A000E": ('X', {'clean_descriptors': 'C'}),  # Prescription Description [PrescriptionDescription]
+    "300A0013": ('U', {'retain_uids': 'K'}),  # Dose Reference UID [DoseReferenceUID]
+    "300A0016": ('X', {'clean_descriptors': 'C'}),  # Dose Reference Description [DoseReferenceDescription]
+    "300A0054": ('U', {'retain_uids': 'K'}),  # Table Top Position Alignment UID [TableTopPositionAlignmentUID]
+    "300A0072": ('X', {'clean_descriptors': 'C'}),  # Fraction Group Description [FractionGroupDescription]
+    "300A0083": ('U', {'retain_uids': 'K'}),  # Referenced Dose Reference UID [ReferencedDoseReferenceUID]
+    "300A00B2": ('X/Z', {'retain_device_identity': 'K'}),  # Treatment Machine Name [TreatmentMachineName]
+    "300A00C3": ('X', {'clean_descriptors': 'C'}),  # Beam Description [BeamDescription]
+    "300A00DD": ('X', {'clean_descriptors': 'C'}),  # Bolus Description [BolusDescription]
+    "300A0196": ('X', {'clean_descriptors': 'C'}),  # Fixation Device Description [FixationDeviceDescription]
+    "300A01A6": ('X', {'clean_descriptors': 'C'}),  # Shielding Device Description [ShieldingDeviceDescription]
+    "300A01B2": ('X', {'clean_descriptors': 'C'}),  # Setup Technique Description [SetupTechniqueDescription]
+    "300A0216": ('X', {'retain_device_identity': 'K'}),  # Source Manufacturer [SourceManufacturer]
+    "300A022C": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Source Strength Reference Date [SourceStrengthReferenceDate]
+    "300A022E": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Source Strength Reference Time [SourceStrengthReferenceTime]
+    "300A02EB": ('X', {'clean_descriptors': 'C'}),  # Compensator Description [CompensatorDescription]
+    "300A0608": ('D', {'clean_descriptors': 'C'}),  # Treatment Position Group Label [TreatmentPositionGroupLabel]
+    "300A0609": ('U', {'retain_uids': 'K'}),  # Treatment Position Group UID [TreatmentPositionGroupUID]
+    "300A0611": ('Z', {}),  # RT Accessory Holder Slot ID [RTAccessoryHolderSlotID]
+    "300A0615": ('Z', {}),  # RT Accessory Device Slot ID [RTAccessoryDeviceSlotID]
+    "300A0619": ('D', {'clean_descriptors': 'C'}),  # Radiation Dose Identification Label [RadiationDoseIdentificationLabel]
+    "300A0623": ('D', {'clean_descriptors': 'C'}),  # Radiation Dose In-Vivo Measurement Label [RadiationDoseInVivoMeasurementLabel]
+    "300A062A": ('D', {'clean_descriptors': 'C'}),  # RT Tolerance Set Label [RTToleranceSetLabel]
+    "300A0650": ('U', {'retain_uids': 'K'}),  # Patient Setup UID [PatientSetupUID] (retired)
+    "300A0676": ('X', {'clean_descriptors': 'C'}),  # Equipment Frame of Reference Description [EquipmentFrameOfReferenceDescription]
+    "300A067C": ('D', {'clean_descriptors': 'C'}),  # Radiation Generation Mode Label [RadiationGenerationModeLabel]
+    "300A067D": ('Z', {'clean_descriptors': 'C'}),  # Radiation Generation Mode Description [RadiationGenerationModeDescription]
+    "300A0700": ('U', {'retain_uids': 'K'}),  # Treatment Session UID [TreatmentSessionUID]
+    "300A0734": ('D', {'clean_descriptors': 'C'}),  # Treatment Tolerance Violation Description [TreatmentToleranceViolationDescription]
+    "300A0736": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Treatment Tolerance Violation DateTime [TreatmentToleranceViolationDateTime]
+    "300A073A": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Recorded RT Control Point DateTime [RecordedRTControlPointDateTime]
+    "300A0741": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Interlock DateTime [InterlockDateTime]
+    "300A0742": ('D', {'clean_descriptors': 'C'}),  # Interlock Description [InterlockDescription]
+    "300A0760": ('D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Override DateTime [OverrideDateTime]
+    "300A0783": ('D', {'clean_descriptors': 'C'}),  # Interlock Origin Description [InterlockOriginDescription]
+    "300A0785": ('U', {'retain_uids': 'K'}),  # Referenced Treatment Position Group UID [ReferencedTreatmentPositionGroupUID]
+    "300A078E": ('X', {'clean_descriptors': 'C'}),  # Patient Treatment Preparation Procedure Parameter Description [PatientTreatmentPreparationProcedureParameterDescription]
+    "300A0792": ('X', {'clean_descriptors': 'C'}),  # Patient Treatment Preparation Method Description [PatientTreatmentPreparationMethodDescription]
+    "300A0794": ('X', {'clean_descriptors': 'C'}),  # Patient Setup Photo Description [PatientSetupPhotoDescription]
+    "300A079A": ('X', {'clean_descriptors': 'C'}),  # Displacement Reference Label [DisplacementReferenceLabel]
+    "300C0113": ('X', {'clean_descriptors': 'C'}),  # Reason for Omission Description [ReasonForOmissionDescription]
+    "300C0127": ('D', {'retain_device_identity': 'K', 'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Beam Hold Transition DateTime [BeamHoldTransitionDateTime]
+    "300E0004": ('Z', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Review Date [ReviewDate]
+    "300E0005": ('Z', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Review Time [ReviewTime]
+    "300E0008": ('X/Z', {}),  # Reviewer Name [ReviewerName]
+    "30100006": ('U', {'retain_uids': 'K'}),  # Conceptual Volume UID [ConceptualVolumeUID]
+    "3010000B": ('U', {'retain_uids': 'K'}),  # Referenced Conceptual Volume UID [ReferencedConceptualVolumeUID]
+    "3010000F": ('Z', {'clean_descriptors': 'C'}),  # Conceptual Volume Combination Description [ConceptualVolumeCombinationDescription]
+    "30100013": ('U', {'retain_uids': 'K'}),  # Constituent Conceptual Volume UID [ConstituentConceptualVolumeUID]
+    "30100015": ('U', {'retain_uids': 'K'}),  # Source Conceptual Volume UID [SourceConceptualVolumeUID]
+    "30100017": ('Z', {'clean_descriptors': 'C'}),  # Conceptual Volume Description [ConceptualVolumeDescription]
+    "3010001B": ('Z', {}),  # Device Alternate Identifier [DeviceAlternateIdentifier]
+    "3010002D": ('D', {'retain_device_identity': 'K'}),  # Device Label [DeviceLabel]
+    "30100031": ('U', {'retain_uids': 'K'}),  # Referenced Fiducials UID [ReferencedFiducialsUID]
+    "30100033": ('D', {'clean_descriptors': 'C'}),  # User Content Label [UserContentLabel]
+    "30100034": ('D', {'clean_descriptors': 'C'}),  # User Content Long Label [UserContentLongLabel]
+    "30100035": ('D', {'clean_descriptors': 'C'}),  # Entity Label [EntityLabel]
+    "30100036": ('X', {'clean_descriptors': 'C'}),  # Entity Name [EntityName]
+    "30100037": ('X', {'clean_descriptors': 'C'}),  # Entity Description [EntityDescription]
+    "30100038": ('D', {'clean_descriptors': 'C'}),  # Entity Long Label [EntityLongLabel]
+    "3010003B": ('U', {'retain_uids': 'K'}),  # RT Treatment Phase UID [RTTreatmentPhaseUID]
+    "30100043": ('Z', {'retain_device_identity': 'K'}),  # Manufacturer's Device Identifier [ManufacturerDeviceIdentifier]
+    "3010004C": ('X/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Intended Phase Start Date [IntendedPhaseStartDate]
+    "3010004D": ('X/D', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Intended Phase End Date [IntendedPhaseEndDate]
+    "30100054": ('D', {'clean_descriptors': 'C'}),  # RT Prescription Label [RTPrescriptionLabel]
+    "30100056": ('X/D', {'clean_descriptors': 'C'}),  # RT Treatment Approach Label [RTTreatmentApproachLabel]
+    "3010005A": ('Z', {'clean_descriptors': 'C'}),  # RT Physician Intent Narrative [RTPhysicianIntentNarrative]
+    "3010005C": ('Z', {'clean_descriptors': 'C'}),  # Reason for Superseding [ReasonForSuperseding]
+    "30100061": ('X', {'clean_descriptors': 'C'}),  # Prior Treatment Dose Description [PriorTreatmentDoseDescription]
+    "3010006E": ('U', {'retain_uids': 'K'}),  # Dosimetric Objective UID [DosimetricObjectiveUID]
+    "3010006F": ('U', {'retain_uids': 'K'}),  # Referenced Dosimetric Objective UID [ReferencedDosimetricObjectiveUID]
+    "30100077": ('X/D', {'clean_descriptors': 'C'}),  # Treatment Site [TreatmentSite]
+    "3010007A": ('Z', {'clean_descriptors': 'C'}),  # Treatment Technique Notes [TreatmentTechniqueNotes]
+    "3010007B": ('Z', {'clean_descriptors': 'C'}),  # Prescription Notes [PrescriptionNotes]
+    "3010007F": ('Z', {'clean_descriptors': 'C'}),  # Fractionation Notes [FractionationNotes]
+    "30100081": ('Z', {'clean_descriptors': 'C'}),  # Prescription Notes Sequence [PrescriptionNotesSequence]
+    "30100085": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Intended Fraction Start Time [IntendedFractionStartTime]
+    "40000010": ('X', {}),  # Arbitrary [Arbitrary] (retired)
+    "40004000": ('X', {}),  # Text Comments [TextComments] (retired)
+    "40080040": ('X', {}),  # Results ID [ResultsID] (retired)
+    "40080042": ('X', {}),  # Results ID Issuer [ResultsIDIssuer] (retired)
+    "40080100": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Interpretation Recorded Date [InterpretationRecordedDate] (retired)
+    "40080101": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Interpretation Recorded Time [InterpretationRecordedTime] (retired)
+    "40080102": ('X', {}),  # Interpretation Recorder [InterpretationRecorder] (retired)
+    "40080108": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Interpretation Transcription Date [InterpretationTranscriptionDate] (retired)
+    "40080109": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Interpretation Transcription Time [InterpretationTranscriptionTime] (retired)
+    "4008010A": ('X', {}),  # Interpretation Transcriber [InterpretationTranscriber] (retired)
+    "4008010B": ('X', {'clean_descriptors': 'C'}),  # Interpretation Text [InterpretationText] (retired)
+    "4008010C": ('X', {}),  # Interpretation Author [InterpretationAuthor] (retired)
+    "40080111": ('X', {}),  # Interpretation Approver Sequence [InterpretationApproverSequence] (retired)
+    "40080112": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Interpretation Approval Date [InterpretationApprovalDate] (retired)
+    "40080113": ('X', {'retain_longitudinal_full_dates': 'K', 'retain_longitudinal_modified_dates': 'C'}),  # Interpretation Approval Time [InterpretationApprovalTime] (retired)
+    "40080114": ('X', {}),  # Physician Approving Interpretation [PhysicianApprovingInterpretation] (retired)
+    "40080115": ('X', {'clean_descriptors': 'C'}),  # Interpretation Diagnosis Description [InterpretationDiagnosisDescription] (retired)
+    "40080118": ('X', {}),  # Results Distribution List Sequence [ResultsDistributionListSequence] (retired)
+    "40080119": ('X', {}),  # Distribution Name [DistributionName] (retired)
+    "4008011A": ('X', {}),  # Distribution Address [DistributionAddress] (retired)
+    "40080200": ('X', {}),  # Interpretation ID [InterpretationID] (retired)
+    "40080202": ('X', {}),  # Interpretation ID Issuer [InterpretationIDIssuer] (retired)
+    "40080300": ('X', {'clean_descriptors': 'C'}),  # Impressions [Impressions] (retired)
+    "40084000": ('X', {'clean_descriptors': 'C'}),  # Results Comments [ResultsComments] (retired)
+    "50xxxxxx": ('X', {'clean_graphics': 'C'}),  # Curve Data (retired)
+    "60xx3000": ('X', {'clean_graphics': 'C'}),  # Overlay Data
+    "60xx4000": ('X', {'clean_graphics': 'C'}),  # Overlay Comments (retired)
+    "FFFAFFFA": ('X', {}),  # Digital Signatures Sequence [DigitalSignaturesSequence]
+    "FFFCFFFC": ('X', {}),  # Data Set Trailing Padding [DataSetTrailingPadding]
+    "PRIVATE": ('X', {'retain_safe_private': 'C'}),  # Private Attributes
 }
