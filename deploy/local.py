@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -404,7 +403,3 @@ class LocalConsortium:
             if on_tick:
                 on_tick()
 
-
-def clean_homes(workdir: Path) -> None:
-    """Remove Flower homes (unpacked app bundles) left by an earlier consortium."""
-    shutil.rmtree(Path(workdir) / "flwr-homes", ignore_errors=True)
