@@ -210,6 +210,18 @@ def _deidentify_file(
     return Deidentified(ds=ds, data=data, mapping=mapping)
 
 
+def quarantine_copy(path: Path, rel: str, quarantine_dir: Path) -> Path:
+    """Copy a quarantined input into the site's private quarantine folder.
+
+    The copy is named by a hash of its relative path (paths can carry identifiers), so
+    the same input always lands on the same name.
+    """
+    quarantine_dir.mkdir(parents=True, exist_ok=True)
+    target = quarantine_dir / f"{hashlib.sha256(rel.encode()).hexdigest()[:16]}{path.suffix}"
+    shutil.copyfile(path, target)
+    return target
+
+
 # ------------------------------------------------------------------------------ folder
 
 _SECRET: SiteSecret | None = None
@@ -228,11 +240,7 @@ def _one(job: tuple) -> dict:
         result = deidentify_file(path, _SECRET, options, clean_pixels)
     except IntakeError as exc:
         if exc.quarantine:
-            qdir = Path(quarantine_dir)
-            qdir.mkdir(parents=True, exist_ok=True)
-            digest = hashlib.sha256(rel.encode()).hexdigest()[:16]
-            target = qdir / f"{digest}{path.suffix}"
-            shutil.copyfile(path, target)
+            target = quarantine_copy(path, rel, Path(quarantine_dir))
             return {
                 "input": rel,
                 "fate": QUARANTINED,

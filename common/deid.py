@@ -46,7 +46,7 @@ from pydicom.uid import UID
 from common.ps315_e11 import EDITION, RULES
 from common.pseudonyms import SiteSecret
 
-__all__ = ["DeidOptions", "SiteSecret", "action_for", "deidentify", "is_kept"]
+__all__ = ["DeidOptions", "SiteSecret", "action_for", "deidentify", "is_kept", "is_public_uid"]
 
 #: Replaced by a keyed-hash pseudonym whenever the profile does not remove them.
 PSEUDONYMISE = frozenset(
@@ -186,7 +186,7 @@ class _Context:
         return new
 
     def uid(self, keyword: str, value: str) -> str:
-        if not value or _public_uid(value):
+        if not value or is_public_uid(value):
             return value
         new = self.secret.uid(value)
         self.mapping[new] = (keyword or "UID", value)
@@ -203,7 +203,8 @@ class _Context:
         return (day + dt.timedelta(days=self.shift_days)).strftime("%Y%m%d") + text[8:]
 
 
-def _public_uid(value: str) -> bool:
+def is_public_uid(value: str) -> bool:
+    """Whether ``value`` is a UID the standard defines (SOP class, transfer syntax...)."""
     uid = UID(value)
     return uid.is_valid and uid.name != value
 

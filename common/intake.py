@@ -30,15 +30,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from common import imaging, pixel_phi
-from common.anonymize import deidentify_file
+from common import imaging
+from common.anonymize import deidentify_file, quarantine_copy
 from common.errors import IntakeError
 from common.pseudonyms import TABLE_FILE, ReidentificationTable, SiteSecret
 
@@ -196,8 +195,7 @@ def _image_from_dicom(ds) -> np.ndarray:
     arr = _dicom_pixels(ds)
     if int(ds.get("NumberOfFrames", 1) or 1) > 1 or arr.ndim != 2:
         raise IntakeError(f"not a single-frame greyscale image (pixel array shape {arr.shape})")
-    arr = pixel_phi.clean_pixels(ds, arr)
-    return imaging.dicom_to_unit(ds, arr)
+    return imaging.dicom_to_unit(ds, arr)  # burned-in text: cleaned in deidentify_file
 
 
 def _mask_from_seg(ds) -> np.ndarray:
@@ -338,7 +336,7 @@ def prepare_site(
             )
         except IntakeError as exc:
             if exc.quarantine:
-                _quarantine(path, state_dir, len(fates))
+                quarantine_copy(path, rel, state_dir / "quarantine")
             fate(rel, QUARANTINED if exc.quarantine else REJECTED, str(exc))
 
     for rel, ds in segs:
@@ -431,12 +429,6 @@ def _plain_case(data_dir, stem, parts, vendor, cases, fate) -> None:
         except IntakeError as exc:
             fate(rels[role], REJECTED, str(exc))
     cases[f"plain:{stem}"] = case
-
-
-def _quarantine(path: Path, state_dir: Path, n: int) -> None:
-    qdir = state_dir / "quarantine"
-    qdir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(path, qdir / f"{n:06d}{path.suffix}")
 
 
 def _to_arrays(cases: list[_Case], size: int) -> SiteArrays:

@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable
 
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
-from pydicom.uid import UID
+
+from common.deid import is_public_uid
 
 MIN_LENGTH = 4
 ALWAYS = {"PN", "DA", "DT", "TM", "UI"}
@@ -85,7 +86,7 @@ def identifying_values(ds: Dataset, kept: Callable[[BaseTag], bool]) -> dict[byt
             keyword = elem.keyword or f"private {elem.tag}"
             private = elem.tag.is_private
             if elem.VR == "UI":
-                values = [v for v in _strings(elem.value) if not _public_uid(v)]
+                values = [v for v in _strings(elem.value) if not is_public_uid(v)]
             elif elem.VR in ALWAYS or (elem.VR in IDENTIFYING_TEXT and not kept(elem.tag)):
                 values = _strings(elem.value)
             elif (
@@ -109,11 +110,6 @@ def identifying_values(ds: Dataset, kept: Callable[[BaseTag], bool]) -> dict[byt
         walk(meta)
     walk(ds)
     return found
-
-
-def _public_uid(value: str) -> bool:
-    uid = UID(value)
-    return uid.is_valid and uid.name != value
 
 
 def kept_values(ds: Dataset, kept: Callable[[BaseTag], bool]) -> set[bytes]:
