@@ -141,11 +141,10 @@ def _clean_burned_in(ds, clean: bool) -> bool:
             f"possible burned-in text and pixel data that cannot be decoded ({type(exc).__name__})",
             quarantine=True,
         ) from None
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        raise IntakeError(
-            "possible burned-in text in a multi-frame image (not cleaned yet)", quarantine=True
-        )
-    cleaned = pixel_phi.clean_pixels(ds, pixels)
+    # Multi-frame images are read frame by frame: text in a cine loop is usually the same
+    # in every frame, but a frame-varying overlay (a clock, a counter) must be found too.
+    multi_frame = int(ds.get("NumberOfFrames", 1) or 1) > 1
+    cleaned = pixel_phi.clean_pixels(ds, pixels, multi_frame=multi_frame)
     if cleaned is pixels:
         return False
     ds.PixelData = np.ascontiguousarray(cleaned).astype(pixels.dtype).tobytes()

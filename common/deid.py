@@ -18,7 +18,8 @@ How each action is carried out here:
   number of days (Retain Longitudinal Temporal Information with Modified Dates); a
   descriptor is kept only if it contains none of the file's identifying values (Clean
   Descriptors); anything else marked ``C`` is removed;
-* private attributes are removed (no private attribute is on the safe list yet); curves
+* private attributes are removed, except, with Retain Safe Private, the numeric ones in
+  :data:`common.safe_private.SAFE_PRIVATE`; curves
   (50xx) and whole overlay groups (60xx) are removed unless Clean Graphics is chosen.
 
 Afterwards PatientIdentityRemoved, DeidentificationMethod,
@@ -45,6 +46,7 @@ from pydicom.uid import UID
 
 from common.ps315_e11 import EDITION, RULES
 from common.pseudonyms import SiteSecret
+from common.safe_private import is_safe_private
 
 __all__ = ["DeidOptions", "SiteSecret", "action_for", "deidentify", "is_kept", "is_public_uid"]
 
@@ -223,6 +225,14 @@ def _apply(ds: Dataset, ctx: _Context) -> None:
     opts = ctx.options
     for elem in list(ds):
         tag, vr, keyword = elem.tag, elem.VR, elem.keyword
+        if tag.is_private:
+            # Creators (gggg,0010-00FF) are judged after their blocks; the rest go unless
+            # Retain Safe Private is on and the attribute is on the safe list.
+            if not (0x10 <= tag.element <= 0xFF) and not (
+                opts.retain_safe_private and is_safe_private(ds, elem)
+            ):
+                del ds[tag]
+            continue
         if tag.group & 0xFF00 == 0x6000 and not opts.clean_graphics:
             del ds[tag]  # the whole overlay group goes with its data
             continue
@@ -254,6 +264,15 @@ def _apply(ds: Dataset, ctx: _Context) -> None:
             )
         elif action == "C":
             _clean(ds, elem, ctx)
+    _drop_unused_creators(ds)
+
+
+def _drop_unused_creators(ds: Dataset) -> None:
+    """Remove private creators whose block kept nothing (all of them, by default)."""
+    used = {(t.group, t.element >> 8) for t in ds.keys() if t.is_private and t.element > 0xFF}
+    for tag in [t for t in ds.keys() if t.is_private and 0x10 <= t.element <= 0xFF]:
+        if (tag.group, tag.element) not in used:
+            del ds[tag]
 
 
 def _clean(ds: Dataset, elem, ctx: _Context) -> None:

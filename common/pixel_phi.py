@@ -5,7 +5,7 @@ often burns text in (:data:`SUSPECT_MODALITIES`). For a suspect image:
 
 1. a known text region for its device (:data:`KNOWN_REGIONS`, keyed by Manufacturer and
    model, in the spirit of per-model pixel anonymiser scripts) is blanked;
-2. OCR (Tesseract, from Debian's ``tesseract-ocr``) looks for words; each word read with
+2. OCR (Tesseract in-process, :mod:`common.ocr`) looks for words; each word read with
    confidence >= :data:`MIN_CONFIDENCE` is blanked;
 3. OCR runs again on the cleaned image; any word still read means the image cannot be
    cleaned with confidence.
@@ -18,14 +18,13 @@ or no Tesseract installed where it is needed.
 
 from __future__ import annotations
 
-import io
+import functools
 import os
-import shutil
-import subprocess
 
 import numpy as np
 
 from common.errors import IntakeError
+from common.ocr import Tesseract
 
 #: (Manufacturer, ManufacturerModelName) -> share of rows from the top that hold text.
 KNOWN_REGIONS: dict[tuple[str, str], float] = {
@@ -45,12 +44,18 @@ def is_suspect(ds) -> bool:
     )
 
 
+@functools.cache
+def _engine(pid: int) -> Tesseract | None:
+    """One engine per process (keyed by pid, so a forked worker loads its own)."""
+    return Tesseract.open()
+
+
 def ocr_available() -> bool:
-    """Whether OCR can run: ``tesseract`` is installed and ``FEDSYNTH_OCR`` is not ``0``.
+    """Whether OCR can run: libtesseract is installed and ``FEDSYNTH_OCR`` is not ``0``.
 
     With OCR off, suspect images without a known text region are quarantined.
     """
-    return os.environ.get("FEDSYNTH_OCR", "1") != "0" and shutil.which("tesseract") is not None
+    return os.environ.get("FEDSYNTH_OCR", "1") != "0" and _engine(os.getpid()) is not None
 
 
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:
@@ -72,42 +77,32 @@ def read_words(pixels: np.ndarray) -> list[tuple[int, int, int, int]]:
     """
     from PIL import Image
 
+    engine = _engine(os.getpid())
+    if engine is None:
+        raise IntakeError(
+            "OCR is needed for this image but libtesseract is not installed", quarantine=True
+        )
     img = Image.fromarray(_to_uint8(pixels))
     scale = 2 if max(img.width, img.height) < _SMALL else 1
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    # One OpenMP thread: Tesseract's default thread pool costs far more than it saves on
-    # images this size (6x slower here), and workers already use the cores.
-    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-    res = subprocess.run(
-        ["tesseract", "stdin", "stdout", "--psm", "11", "tsv"],
-        input=buf.getvalue(),
-        capture_output=True,
-        timeout=120,
-        env=env,
-    )
-    if res.returncode != 0:
-        raise IntakeError("OCR failed on this image", quarantine=True)
     boxes = []
-    for line in res.stdout.decode("utf-8", "replace").splitlines()[1:]:
-        cols = line.split("\t")
-        if len(cols) != 12 or len(cols[11].strip()) < 2:
+    for left, top, width, height, confidence, text in engine.words(np.asarray(img)):
+        if len(text.strip()) < 2 or confidence < MIN_CONFIDENCE:
             continue
-        if float(cols[10]) < MIN_CONFIDENCE:
-            continue
-        left, top, width, height = (int(c) // scale for c in cols[6:10])
+        left, top, width, height = (v // scale for v in (left, top, width, height))
         boxes.append((top, left, height, width))
     return boxes
 
 
-def clean_pixels(ds, pixels: np.ndarray) -> np.ndarray:
+def clean_pixels(ds, pixels: np.ndarray, multi_frame: bool = False) -> np.ndarray:
     """Return ``pixels`` with burned-in text removed (a copy), or unchanged if not suspect.
 
     Args:
         ds: the dataset the pixels belong to (device identity, modality, photometry).
-        pixels: its stored pixel array (2D, or 3D colour).
+        pixels: its stored pixel array (2D, or 3D colour; one more leading axis of frames
+            when ``multi_frame``).
+        multi_frame: ``pixels`` holds frames; each is cleaned and checked on its own.
 
     Raises:
         IntakeError: (quarantine) when the image cannot be cleaned with confidence.
@@ -115,12 +110,13 @@ def clean_pixels(ds, pixels: np.ndarray) -> np.ndarray:
     if not is_suspect(ds):
         return pixels
     out = pixels.copy()
+    frames = out if multi_frame else out[None]
     inverted = str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
     background = out.max() if inverted else out.min()
     key = (str(ds.get("Manufacturer", "")), str(ds.get("ManufacturerModelName", "")))
     band = KNOWN_REGIONS.get(key)
     if band is not None:
-        out[: int(np.ceil(out.shape[0] * band))] = background
+        frames[:, : int(np.ceil(frames.shape[1] * band))] = background
     if not ocr_available():
         if band is not None:
             return out
@@ -129,16 +125,21 @@ def clean_pixels(ds, pixels: np.ndarray) -> np.ndarray:
             "and OCR is off or tesseract is not installed",
             quarantine=True,
         )
-    found = read_words(out)
+    found = 0
+    for index, frame in enumerate(frames):  # views: blanking writes into ``out``
+        boxes = read_words(frame)
+        found += len(boxes)
+        for top, left, height, width in boxes:
+            pad = max(2, height // 4)
+            y0, x0 = max(0, top - pad), max(0, left - pad)
+            frame[y0 : top + height + pad, x0 : left + width + pad] = background
+        if boxes and read_words(frame):
+            where = f" (frame {index + 1})" if multi_frame else ""
+            raise IntakeError(
+                f"burned-in text still detected after cleaning{where}", quarantine=True
+            )
     if not found and band is None and str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
         raise IntakeError(
             "marked as having burned-in text, but OCR found none to remove", quarantine=True
         )
-    for top, left, height, width in found:
-        pad = max(2, height // 4)
-        out[max(0, top - pad) : top + height + pad, max(0, left - pad) : left + width + pad] = (
-            background
-        )
-    if found and read_words(out):
-        raise IntakeError("burned-in text still detected after cleaning", quarantine=True)
     return out

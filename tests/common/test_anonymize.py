@@ -178,3 +178,20 @@ def test_compressed_pixel_data_decodes(name):
     ds = pydicom.dcmread(PYDICOM_FILES / name)
     assert ds.file_meta.TransferSyntaxUID.is_compressed
     assert ds.pixel_array.size > 0
+
+
+def test_multi_frame_ultrasound_with_burned_in_text_is_cleaned(tmp_path):
+    """pydicom's 30-frame JPEG ultrasound (YBR) carries text; it is cleaned frame by frame
+    or quarantined, never written with text."""
+    from common import pixel_phi
+
+    if not pixel_phi.ocr_available():
+        pytest.skip("tesseract not installed (deploy/install.sh installs it)")
+    try:
+        result = deidentify_file(PYDICOM_FILES / "examples_ybr_color.dcm", SiteSecret(b"k" * 32))
+    except IntakeError as err:
+        assert err.quarantine and "frame" in str(err)
+        return
+    out = pydicom.dcmread(__import__("io").BytesIO(result.data))
+    assert int(out.NumberOfFrames) == 30
+    assert all(not pixel_phi.read_words(frame) for frame in out.pixel_array)

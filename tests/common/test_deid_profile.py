@@ -94,3 +94,35 @@ def test_nested_sequences_are_cleaned_at_any_depth():
         assert (
             ref == out.SourceImageSequence[0].ReferencedSOPInstanceUID == SECRET.uid("1.2.840.99.5")
         )
+
+
+def _with_private_blocks() -> Dataset:
+    ds = Dataset()
+    ds.PatientName, ds.Modality = "Private^Carrier", "MR"
+    siemens = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+    siemens.add_new(0x0C, "IS", "1000")  # b-value: on the safe list
+    siemens.add_new(0x0E, "FD", [0.0, 0.6, 0.8])  # gradient direction: on the list
+    siemens.add_new(0x08, "LO", "Private^Carrier")  # text: not on the list
+    other = ds.private_block(0x0029, "ACME NOTES", create=True)
+    other.add_new(0x01, "IS", "19650412")  # numeric, but its block is not listed
+    item = Dataset()
+    nested = item.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+    nested.add_new(0x0C, "LO", "1000")  # listed element with the wrong VR
+    ds.ReferencedImageSequence = Sequence([item])
+    return ds
+
+
+def test_private_attributes_are_removed_by_default():
+    ds = deidentify(_with_private_blocks(), SiteSecret(b"k" * 32))
+    assert not any(elem.tag.is_private for elem in ds.iterall())
+
+
+def test_retain_safe_private_keeps_only_listed_numeric_attributes():
+    options = DeidOptions(retain_safe_private=True)
+    ds = deidentify(_with_private_blocks(), SiteSecret(b"k" * 32), options=options)
+    kept = {(e.tag.group, e.tag.element): e.value for e in ds.iterall() if e.tag.is_private}
+    assert kept[(0x0019, 0x0010)] == "SIEMENS MR HEADER"  # its block kept something
+    assert kept[(0x0019, 0x100C)] == 1000 and list(kept[(0x0019, 0x100E)]) == [0.0, 0.6, 0.8]
+    assert set(kept) == {(0x0019, 0x0010), (0x0019, 0x100C), (0x0019, 0x100E)}
+    codes = {item.CodeValue for item in ds.DeidentificationMethodCodeSequence}
+    assert "113111" in codes  # Retain Safe Private Option, named because it was applied

@@ -58,3 +58,21 @@ def test_not_suspect_images_pass_untouched():
     pixels = _image(None)
     assert pixel_phi.clean_pixels(_ds(burned="NO"), pixels) is pixels
     assert pixel_phi.is_suspect(_ds(burned="NO", modality="US"))
+
+
+@needs_ocr
+def test_multi_frame_text_in_one_frame_is_found_and_blanked():
+    plain, text = _image(None), _image("DOE, JANE  MRN12345678")
+    frames = np.stack([plain, text, plain])
+    cleaned = pixel_phi.clean_pixels(_ds(), frames, multi_frame=True)
+    assert cleaned.shape == frames.shape
+    assert np.array_equal(cleaned[0], plain) and np.array_equal(cleaned[2], plain)
+    assert not np.array_equal(cleaned[1], text) and not pixel_phi.read_words(cleaned[1])
+
+
+@needs_ocr
+def test_multi_frame_flagged_without_any_text_is_quarantined():
+    frames = np.stack([_image(None)] * 2)
+    with pytest.raises(IntakeError, match="OCR found none") as err:
+        pixel_phi.clean_pixels(_ds(), frames, multi_frame=True)
+    assert err.value.quarantine
