@@ -38,6 +38,7 @@ def _load() -> ctypes.CDLL | None:
     lib.TessBaseAPISetPageSegMode.argtypes = [vp, i]
     lib.TessBaseAPISetSourceResolution.argtypes = [vp, i]
     lib.TessBaseAPISetImage.argtypes = [vp, vp, i, i, i, i]
+    lib.TessBaseAPISetVariable.argtypes = [vp, cp, cp]
     lib.TessBaseAPIGetTsvText.argtypes = [vp, i]
     lib.TessBaseAPIGetTsvText.restype = vp
     lib.TessDeleteText.argtypes = [vp]
@@ -79,6 +80,7 @@ class Tesseract:
             _close(lib, handle)
             return None
         lib.TessBaseAPISetPageSegMode(handle, SPARSE_TEXT)
+        lib.TessBaseAPISetVariable(handle, b"debug_file", os.devnull.encode())  # no chatter
         return cls(lib, handle)
 
     def words(self, gray: np.ndarray) -> Iterator[tuple[int, int, int, int, float, str]]:
