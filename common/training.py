@@ -68,10 +68,14 @@ class _AugmentedDataset:
             "image": self.data.images[i][None].astype(np.float32),
             "label": self.data.masks[i][None].astype(np.float32),
         }
-        return self.transforms(sample) if self.transforms is not None else sample
+        sample = self.transforms(sample) if self.transforms is not None else sample
+        # a (image, label) pair: Opacus's Poisson loader can build empty batches of these
+        return np.asarray(sample["image"]), np.asarray(sample["label"])
 
 
-def train(model, data: SiteArrays, settings: TrainSettings, augment: bool = True) -> TrainStats:
+def train(
+    model, data: SiteArrays, settings: TrainSettings, augment: bool = True, dp=None
+) -> TrainStats:
     """Train ``model`` in place on ``data``.
 
     Args:
@@ -79,6 +83,8 @@ def train(model, data: SiteArrays, settings: TrainSettings, augment: bool = True
         data: training cases.
         settings: epochs, batch size, learning rate, FedProx mu, seed.
         augment: apply :func:`common.transforms.train_transforms`.
+        dp: a :class:`common.dp.RoundPlan` to train with DP-SGD (per-sample clipping,
+            Gaussian noise, Poisson sampling), or ``None``.
 
     Returns:
         :class:`TrainStats` of the call.
@@ -97,31 +103,67 @@ def train(model, data: SiteArrays, settings: TrainSettings, augment: bool = True
         _AugmentedDataset(data, transforms),
         batch_size=settings.batch_size,
         shuffle=True,
-        drop_last=len(data) > settings.batch_size,
+        drop_last=dp is None and len(data) > settings.batch_size,
         generator=torch.Generator().manual_seed(settings.seed),
     )
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     anchor = [p.detach().clone() for p in model.parameters()] if settings.proximal_mu > 0 else None
+    net = model
+    if dp is not None:
+        if anchor is not None:
+            raise ValueError(
+                "FedProx's proximal term is not clipped per sample: use fedavg or "
+                "fedadam with DP-SGD"
+            )
+        from common.dp import make_private
+
+        net, optimiser, loader = make_private(model, optimiser, loader, dp)
     model.train()
     start, steps, epoch_loss = time.perf_counter(), 0, 0.0
-    for _ in range(settings.epochs):
-        total, count = 0.0, 0
-        for batch in loader:
-            optimiser.zero_grad()
-            loss = loss_fn(model(torch.as_tensor(batch["image"])), torch.as_tensor(batch["label"]))
-            if anchor is not None:
-                prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor))
-                loss = loss + 0.5 * settings.proximal_mu * prox
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(batch["image"])
-            count += len(batch["image"])
-            steps += 1
-        epoch_loss = total / max(count, 1)
+    try:
+        for _ in range(settings.epochs):
+            total, count = 0.0, 0
+            for images, labels in _batches(loader, optimiser, dp):
+                optimiser.zero_grad()
+                if len(images) == 0:  # Poisson sampling drew nobody: noise-only step
+                    optimiser.step()
+                    steps += _stepped(optimiser)
+                    continue
+                loss = loss_fn(net(torch.as_tensor(images)), torch.as_tensor(labels))
+                if anchor is not None:
+                    prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor))
+                    loss = loss + 0.5 * settings.proximal_mu * prox
+                loss.backward()
+                optimiser.step()
+                total += float(loss.detach()) * len(images)
+                count += len(images)
+                steps += _stepped(optimiser)
+            epoch_loss = total / max(count, 1)
+    finally:
+        if net is not model:
+            net.remove_hooks()
     return TrainStats(
         loss=epoch_loss, steps=steps, seconds=time.perf_counter() - start, examples=len(data)
     )
+
+
+def _stepped(optimiser) -> int:
+    """1 if the optimiser really stepped (Opacus skips all but a logical batch's last)."""
+    return 0 if getattr(optimiser, "_is_last_step_skipped", False) else 1
+
+
+def _batches(loader, optimiser, dp):
+    """The loader, split into physical batches of at most ``dp.max_physical_batch``."""
+    if dp is None:
+        yield from loader
+        return
+    from opacus.utils.batch_memory_manager import BatchMemoryManager
+
+    with BatchMemoryManager(
+        data_loader=loader, max_physical_batch_size=dp.max_physical_batch, optimizer=optimiser
+    ) as physical:
+        yield from physical
 
 
 def predict(model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:

@@ -1,0 +1,159 @@
+"""A site's cumulative privacy accountant, saved in its state directory.
+
+Every DP-SGD round a site trains adds one entry ``(noise multiplier, sample rate, steps)``
+to the history; ε is computed from the *whole* history, across rounds and runs, with
+Opacus's PRV accountant (default) or its RDP accountant. Flower's Opacus example builds a
+new accountant every round, so the ε it prints is per round; this one is per site.
+
+Typical use::
+
+    acc = SiteAccountant.load(state_dir)           # empty history the first time
+    if acc.epsilon_after(step, delta) > budget:    # what the round would bring it to
+        ...decline...
+    acc.record(step); acc.save(state_dir)
+
+The state file (``privacy/accountant.json``) is plain JSON, so an auditor can read it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from common.errors import ConfigError
+
+ACCOUNTANTS = ("prv", "rdp")
+STATE_FILE = Path("privacy") / "accountant.json"
+
+
+@dataclass(frozen=True)
+class MechanismStep:
+    """One round of DP-SGD: ``steps`` noisy steps at one noise level and sample rate."""
+
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+
+    def __post_init__(self) -> None:
+        if not self.noise_multiplier > 0:
+            raise ConfigError(f"noise multiplier must be > 0, got {self.noise_multiplier}")
+        if not 0 < self.sample_rate <= 1:
+            raise ConfigError(f"sample rate must be in (0, 1], got {self.sample_rate}")
+        if self.steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
+
+
+def epsilon_of(history: list[MechanismStep], delta: float, accountant: str = "prv") -> float:
+    """ε of the composition of ``history`` at ``delta`` with an Opacus accountant.
+
+    Args:
+        history: the steps, in order.
+        delta: the target δ.
+        accountant: ``"prv"`` (tight, numerical) or ``"rdp"`` (Rényi DP upper bound).
+
+    Returns:
+        ε (0 for an empty history).
+    """
+    if not history:
+        return 0.0
+    if accountant not in ACCOUNTANTS:
+        raise ConfigError(f"dp-accountant must be one of {ACCOUNTANTS}, got {accountant!r}")
+    from opacus.accountants import PRVAccountant, RDPAccountant
+
+    # Rounds with the same noise and sample rate compose as one longer run: merging them
+    # gives the same ε and keeps PRV fast however many rounds a site has trained.
+    merged: dict[tuple[float, float], int] = {}
+    for h in history:
+        merged[(h.noise_multiplier, h.sample_rate)] = (
+            merged.get((h.noise_multiplier, h.sample_rate), 0) + h.steps
+        )
+    acc = PRVAccountant() if accountant == "prv" else RDPAccountant()
+    acc.history = [(sigma, q, steps) for (sigma, q), steps in merged.items()]
+    return float(acc.get_epsilon(delta=delta))
+
+
+@dataclass
+class SiteAccountant:
+    """The saved history of a site's DP-SGD rounds and the ε they add up to.
+
+    Args:
+        accountant: ``"prv"`` or ``"rdp"``; fixed at the first round (ε from two
+            accountants does not compose).
+        history: every recorded :class:`MechanismStep`, oldest first.
+    """
+
+    accountant: str = "prv"
+    history: list[MechanismStep] = field(default_factory=list)
+
+    def epsilon(self, delta: float) -> float:
+        """ε spent so far at ``delta``."""
+        return epsilon_of(self.history, delta, self.accountant)
+
+    def epsilon_after(self, step: MechanismStep, delta: float) -> float:
+        """ε the site would have spent after ``step``, without recording it."""
+        return epsilon_of([*self.history, step], delta, self.accountant)
+
+    def record(self, step: MechanismStep) -> None:
+        """Add a round that ran (call before its result leaves the site)."""
+        self.history.append(step)
+
+    @classmethod
+    def load(cls, state_dir: str | Path, accountant: str = "prv") -> SiteAccountant:
+        """The site's accountant, or a new one with ``accountant`` if none was saved.
+
+        Raises:
+            ConfigError: when the saved accountant differs from ``accountant`` while
+                history exists (ε from two accountants cannot be composed).
+        """
+        path = Path(state_dir) / STATE_FILE
+        if not path.exists():
+            return cls(accountant=accountant)
+        raw = json.loads(path.read_text())
+        saved = cls(raw["accountant"], [MechanismStep(**h) for h in raw["history"]])
+        if saved.history and saved.accountant != accountant:
+            raise ConfigError(
+                f"this site's privacy history was accounted with {saved.accountant!r}, "
+                f"the run asks for {accountant!r}: set dp-accountant={saved.accountant!r}"
+            )
+        saved.accountant = accountant
+        return saved
+
+    def save(self, state_dir: str | Path) -> Path:
+        """Write the state atomically (a crash leaves the old or the new file, not half)."""
+        path = Path(state_dir) / STATE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        os.replace(tmp, path)
+        return path
+
+
+def noise_for_epsilon(
+    epsilon: float, delta: float, sample_rate: float, steps: int, accountant: str = "prv"
+) -> float:
+    """The smallest noise multiplier that keeps ``steps`` steps within ``epsilon``.
+
+    Args:
+        epsilon: target ε for all the steps together.
+        delta: target δ.
+        sample_rate: Poisson sampling rate of one step.
+        steps: how many steps the target covers.
+        accountant: ``"prv"`` or ``"rdp"``.
+    """
+    if not epsilon > 0 or math.isinf(epsilon):
+        raise ConfigError(f"dp-epsilon must be a positive finite number, got {epsilon}")
+    from opacus.accountants.utils import get_noise_multiplier
+
+    return float(
+        get_noise_multiplier(
+            target_epsilon=epsilon,
+            target_delta=delta,
+            sample_rate=sample_rate,
+            steps=steps,
+            accountant=accountant,
+            epsilon_tolerance=0.01,
+        )
+    )
