@@ -9,6 +9,8 @@ coordinator can report it and carry on with the other sites.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import time
 from dataclasses import asdict
@@ -17,7 +19,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from flwr.clientapp import ClientApp
 
 from client import trainer
-from common import keys
+from common import keys, ledger
 from common.config import RunSettings, SiteSettings
 from common.errors import ConfigError
 
@@ -34,21 +36,50 @@ def _process_age() -> float:
         return 0.0
 
 
-def _decline(msg: Message, site_name: str, reason: str) -> Message:
-    site = ConfigRecord({keys.SITE_NAME: site_name, keys.DECLINED: reason})
-    return Message(RecordDict({keys.SITE: site}), reply_to=msg)
+def _record(context: Context, msg: Message, site: tuple, kind: str, release: dict, dp=None):
+    """Append the release to the site's privacy ledger; the signed entry, as a record.
+
+    Nothing leaves the site without this entry. Without a usable state dir (a broken
+    node_config) there is no ledger to write, and only the configuration error leaves.
+    """
+    site_name, state_dir = site
+    entry = ledger.append(
+        state_dir,
+        site=site_name,
+        run=str(context.run_id),
+        server_round=int(msg.content[keys.CONFIG].get(keys.SERVER_ROUND, 0))
+        if keys.CONFIG in msg.content
+        else 0,
+        kind=kind,
+        release=release,
+        dp=dp,
+    )
+    return ConfigRecord({keys.LEDGER_ENTRY: json.dumps(entry, sort_keys=True)})
 
 
-def _work(msg: Message, context: Context, op: str, **extra) -> tuple[str, dict]:
-    """Run ``op`` on the site's trainer, or in this process; ``(site name, reply)``."""
+def _decline(msg: Message, context: Context, site: tuple, reason: str) -> Message:
+    content = RecordDict(
+        {keys.SITE: ConfigRecord({keys.SITE_NAME: site[0], keys.DECLINED: reason})}
+    )
+    if site[1]:  # a state dir, hence a ledger
+        content[keys.LEDGER] = _record(
+            context, msg, site, "decline", ledger.release_digest(text=reason)
+        )
+    return Message(content, reply_to=msg)
+
+
+def _work(msg: Message, context: Context, op: str, **extra) -> tuple[tuple, dict]:
+    """Run ``op`` on the site's trainer, or in this process.
+
+    Returns:
+        ``((site name, state dir or ""), reply)``.
+    """
     try:
         run = RunSettings.from_config(context.run_config)
         site = SiteSettings.from_config(context.node_config, run)
     except ConfigError as exc:
-        return str(context.node_config.get("site-name", "site")), {
-            "status": "declined",
-            "reason": str(exc),
-        }
+        name = str(context.node_config.get("site-name", "site"))
+        return (name, ""), {"status": "declined", "reason": str(exc)}
     arrays = msg.content[keys.ARRAYS]
     req = {
         "op": op,
@@ -62,7 +93,7 @@ def _work(msg: Message, context: Context, op: str, **extra) -> tuple[str, dict]:
         reply = trainer.handle(req)
     if reply["status"] == "error":
         raise RuntimeError(reply["reason"])
-    return site.site_name, reply
+    return (site.site_name, site.state_dir), reply
 
 
 @app.train()
@@ -70,7 +101,7 @@ def train(msg: Message, context: Context) -> Message:
     """Train the received global model on local data; reply with weights and metrics."""
     startup, start = _process_age(), time.perf_counter()
     config = msg.content[keys.CONFIG]
-    name, reply = _work(
+    site, reply = _work(
         msg,
         context,
         "train",
@@ -78,25 +109,26 @@ def train(msg: Message, context: Context) -> Message:
         proximal_mu=float(config.get(keys.PROXIMAL_MU, 0.0)),
     )
     if reply["status"] == "declined":
-        return _decline(msg, name, reply["reason"])
+        return _decline(msg, context, site, reply["reason"])
     result = reply["result"]
-    metrics = MetricRecord(
-        {
-            keys.NUM_EXAMPLES: result["num_examples"],
-            keys.TRAIN_LOSS: result["train_loss"],
-            keys.VAL_DICE: result["val_dice"],
-            keys.VAL_EXAMPLES: result["val_examples"],
-            keys.TRAIN_SECONDS: result["train_seconds"],
-            keys.HANDLER_SECONDS: time.perf_counter() - start,
-            keys.STARTUP_SECONDS: startup,
-        }
-    )
-    weights = ArrayRecord({k: Array(v) for k, v in result["weights"].items()})
+    values = {
+        keys.NUM_EXAMPLES: result["num_examples"],
+        keys.TRAIN_LOSS: result["train_loss"],
+        keys.VAL_DICE: result["val_dice"],
+        keys.VAL_EXAMPLES: result["val_examples"],
+        keys.TRAIN_SECONDS: result["train_seconds"],
+        keys.HANDLER_SECONDS: time.perf_counter() - start,
+        keys.STARTUP_SECONDS: startup,
+    }
+    values = {k: v for k, v in values.items() if not math.isnan(v)}  # not disclosed (DP)
+    release = ledger.release_digest(result["weights"], values)
+    entry = _record(context, msg, site, "weights", release, dp=result.get("dp"))
     content = RecordDict(
         {
-            keys.ARRAYS: weights,
-            keys.METRICS: metrics,
-            keys.SITE: ConfigRecord({keys.SITE_NAME: name}),
+            keys.ARRAYS: ArrayRecord({k: Array(v) for k, v in result["weights"].items()}),
+            keys.METRICS: MetricRecord(values),
+            keys.SITE: ConfigRecord({keys.SITE_NAME: site[0]}),
+            keys.LEDGER: entry,
         }
     )
     return Message(content=content, reply_to=msg)
@@ -105,11 +137,16 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """Dice of the received global model on the site's local validation split."""
-    name, reply = _work(msg, context, "evaluate")
+    site, reply = _work(msg, context, "evaluate")
     if reply["status"] == "declined":
-        return _decline(msg, name, reply["reason"])
-    metrics = MetricRecord(
-        {keys.NUM_EXAMPLES: reply["result"]["n"], keys.VAL_DICE: reply["result"]["dice"]}
+        return _decline(msg, context, site, reply["reason"])
+    values = {keys.NUM_EXAMPLES: reply["result"]["n"], keys.VAL_DICE: reply["result"]["dice"]}
+    entry = _record(context, msg, site, "metrics", ledger.release_digest(metrics=values))
+    content = RecordDict(
+        {
+            keys.METRICS: MetricRecord(values),
+            keys.SITE: ConfigRecord({keys.SITE_NAME: site[0]}),
+            keys.LEDGER: entry,
+        }
     )
-    content = RecordDict({keys.METRICS: metrics, keys.SITE: ConfigRecord({keys.SITE_NAME: name})})
     return Message(content=content, reply_to=msg)

@@ -43,6 +43,7 @@ class RoundResult:
     val_dice: float
     val_examples: int
     train_seconds: float
+    dp: dict | None = None  # mechanism, parameters and ε, for the ledger; None without DP
 
 
 class Declined(Exception):
@@ -97,18 +98,76 @@ def train_round(
     """
     from common.training import evaluate, train
 
+    dp = run.dp_settings(site)
+    if dp.budget and not dp.enabled:
+        raise Declined(
+            f"this site has a privacy budget (max-epsilon={dp.budget:g}) and trains only "
+            "with differential privacy, but the run has dp=off"
+        )
     train_data, val_data = load_site(site, run)
+    settings = run.train_settings(server_round, site_seed(site), proximal_mu)
+    plan = accountant = None
+    if dp.enabled:
+        plan, accountant = _check_budget(site, dp, len(train_data), settings)
     model = _model(run, weights)
-    stats = train(model, train_data, run.train_settings(server_round, site_seed(site), proximal_mu))
-    val_dice = evaluate(model, val_data)["overall"]["dice"] if len(val_data) else float("nan")
+    stats = train(model, train_data, settings, dp=plan)
+    dp_record = None
+    if plan is not None:
+        before = accountant.epsilon(plan.delta)
+        accountant.record(plan.step)  # spent from now on, whatever happens to the reply
+        accountant.save(site.state_dir)
+        total = accountant.epsilon(plan.delta)
+        dp_record = {
+            "mechanism": "dp-sgd",
+            "noise_multiplier": plan.step.noise_multiplier,
+            "sample_rate": plan.step.sample_rate,
+            "steps": plan.step.steps,
+            "steps_taken": stats.steps,
+            "max_grad_norm": plan.max_grad_norm,
+            "accountant": plan.accountant,
+            "delta": plan.delta,
+            "epsilon_round": total - before,
+            "epsilon_total": total,
+            "budget": dp.budget or None,
+        }
+    # Under DP only what the mechanism covers leaves: the weights. Loss and validation
+    # Dice are computed from the data without noise, so they stay at the site.
+    val_dice = float("nan")
+    if plan is None and len(val_data):
+        val_dice = evaluate(model, val_data)["overall"]["dice"]
     return RoundResult(
         weights={k: v.detach().numpy() for k, v in model.state_dict().items()},
         num_examples=stats.examples,
-        train_loss=stats.loss,
+        train_loss=stats.loss if plan is None else float("nan"),
         val_dice=val_dice,
         val_examples=len(val_data),
         train_seconds=stats.seconds,
+        dp=dp_record,
     )
+
+
+def _check_budget(site: SiteSettings, dp, n_train: int, settings):
+    """Plan the DP round and decline it if it would take the site over its budget."""
+    from common.accountant import SiteAccountant
+    from common.dp import plan_round
+    from common.errors import ConfigError
+
+    if settings.proximal_mu > 0:
+        raise Declined("DP-SGD cannot clip FedProx's proximal term: run with fedavg or fedadam")
+    try:
+        plan = plan_round(dp, n_train, settings.batch_size, settings.epochs, site.state_dir)
+        accountant = SiteAccountant.load(site.state_dir, dp.accountant)
+    except ConfigError as exc:
+        raise Declined(str(exc)) from None
+    spent = accountant.epsilon(dp.delta)
+    after = accountant.epsilon_after(plan.step, dp.delta)
+    if dp.budget and after > dp.budget:
+        raise Declined(
+            f"privacy budget: this round would bring the site's epsilon from {spent:.2f} to "
+            f"{after:.2f}, over its max-epsilon={dp.budget:g} (delta={dp.delta:g}); "
+            "the site takes no further part"
+        )
+    return plan, accountant
 
 
 def evaluate_round(site: SiteSettings, run: RunSettings, weights: Weights) -> tuple[float, int]:

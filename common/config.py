@@ -66,8 +66,17 @@ class RunSettings:
     out_dir: str = "runs/latest"
     sim_data_root: str = ""
     sim_state_root: str = ""
+    dp: str = "off"
+    dp_epsilon: float = 10.0
+    dp_delta: float = 1e-5
+    dp_noise_multiplier: float = 0.0
+    dp_max_grad_norm: float = 1.0
+    dp_accountant: str = "prv"
+    dp_max_physical_batch: int = 8
+    registry: str = ""
 
     def __post_init__(self) -> None:
+        self.dp_settings()  # fail early on bad DP settings, with their own messages
         if self.num_server_rounds < 1:
             raise ConfigError(f"num-server-rounds must be >= 1, got {self.num_server_rounds}")
         if self.min_sites < 1:
@@ -89,6 +98,26 @@ class RunSettings:
     def from_config(cls, run_config: Mapping[str, Any]) -> RunSettings:
         """Read a Flower ``run_config`` (missing keys take the defaults)."""
         return _from_config(cls, run_config, "run_config")
+
+    def dp_settings(self, site: SiteSettings | None = None):
+        """The DP-SGD settings for ``site``: the consortium's, with the site's overrides.
+
+        Returns:
+            A :class:`common.dp.DPSettings`.
+        """
+        from common.dp import DPSettings
+
+        return DPSettings(
+            mode=self.dp,
+            epsilon=self.dp_epsilon,
+            delta=self.dp_delta,
+            noise_multiplier=(site and site.dp_noise_multiplier) or self.dp_noise_multiplier,
+            max_grad_norm=(site and site.dp_max_grad_norm) or self.dp_max_grad_norm,
+            accountant=self.dp_accountant,
+            max_physical_batch=self.dp_max_physical_batch,
+            rounds=self.num_server_rounds,
+            budget=site.max_epsilon if site else 0.0,
+        )
 
     def train_settings(self, server_round: int = 0, site_seed: int = 0, proximal_mu: float = 0.0):
         """Local training settings for one round (seeded by round and site).
@@ -121,12 +150,20 @@ class SiteSettings:
         state_dir: the site's private working folder (cache, secret, quarantine, reports).
         site_name: a display name for reports (never a patient identifier).
         val_fraction: share of local cases kept for local validation.
+        max_epsilon: the site's privacy budget, the most cumulative ε it will ever spend
+            (0: none). With a budget the site trains only under DP and declines any
+            round that would take it over.
+        dp_noise_multiplier: the site's own noise multiplier (0: the consortium's).
+        dp_max_grad_norm: the site's own clipping norm (0: the consortium's).
     """
 
     data_dir: str = ""
     state_dir: str = ""
     site_name: str = "site"
     val_fraction: float = 0.2
+    max_epsilon: float = 0.0
+    dp_noise_multiplier: float = 0.0
+    dp_max_grad_norm: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.data_dir:

@@ -5,12 +5,14 @@ ARRAYS = "arrays"  # ArrayRecord: model weights
 CONFIG = "config"  # ConfigRecord: per-round settings from the server
 METRICS = "metrics"  # MetricRecord: numbers a site reports
 SITE = "site"  # ConfigRecord: who replied, and why a round was declined
+LEDGER = "ledger"  # ConfigRecord: the signed privacy-ledger entry of this reply
 
 # ConfigRecord keys
 SERVER_ROUND = "server-round"  # set by Flower's strategies
 PROXIMAL_MU = "proximal-mu"  # set by FedProx
 SITE_NAME = "name"
 DECLINED = "declined"  # reason text; present only when a site declines
+LEDGER_ENTRY = "entry"  # the entry as canonical JSON text
 
 # MetricRecord keys
 NUM_EXAMPLES = "num-examples"  # the weighting key of FedAvg and friends

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from deploy import privacy_cli
 from deploy.views import print_intake, progress_bar
 
 app = typer.Typer(
@@ -26,6 +27,9 @@ app = typer.Typer(
 )
 site_app = typer.Typer(no_args_is_help=True, help="What a hospital runs on its own machine.")
 app.add_typer(site_app, name="site")
+app.add_typer(privacy_cli.server_app, name="server")
+app.add_typer(privacy_cli.audit_app, name="audit")
+site_app.command("keygen")(privacy_cli.keygen)
 console = Console()
 
 
@@ -103,6 +107,10 @@ def site_prepare(
             raise typer.Exit(2) from None
     print_intake(console, report, str(data_dir))
     console.print(f"report: {state_dir / 'intake_report.json'}")
+    from common import site_keys
+
+    _, public = site_keys.load_or_create(state_dir)
+    console.print(f"ledger key: {public}  (register it: fedsynth server register-site NAME KEY)")
     if report.cases == 0:
         console.print("[yellow]no usable case: this site would decline every round[/]")
         raise typer.Exit(1)

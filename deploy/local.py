@@ -402,4 +402,3 @@ class LocalConsortium:
             stop_tree(stream.pid, grace=2.0)
             if on_tick:
                 on_tick()
-

@@ -40,6 +40,7 @@ def main(grid: Grid, context: Context) -> None:
     from server.evaluation import HeldOutEvaluator
     from server.grid import PromptGrid
     from server.outputs import RunOutputs
+    from server.releases import ReleaseVerifier
     from server.strategies import create_strategy
 
     run = RunSettings.from_config(context.run_config)
@@ -48,6 +49,7 @@ def main(grid: Grid, context: Context) -> None:
     torch.manual_seed(run.seed)
     initial = create_network(run.network).state_dict()
     strategy = create_strategy(run)
+    strategy.verifier = ReleaseVerifier(outputs.dir, run.registry, getattr(context, "run_id", ""))
     evaluator = None
     if run.eval_dir:
         evaluator = HeldOutEvaluator(

@@ -56,6 +56,10 @@ class SiteLedgerMixin:
 
     node_wait_timeout: float = 600.0
     rounds: dict[int, RoundRecord]
+    verifier = None  # a server.releases.ReleaseVerifier, or None (no ledger checks)
+
+    def _unverified(self, msg: Message, server_round: int, name: str) -> str | None:
+        return self.verifier.check(msg, server_round, name) if self.verifier else None
 
     def _wait_for_sites(self, grid: Grid, needed: int) -> None:
         deadline = time.monotonic() + self.node_wait_timeout
@@ -92,6 +96,11 @@ class SiteLedgerMixin:
                 continue
             site = msg.content.config_records.get(keys.SITE, ConfigRecord())
             name = str(site.get(keys.SITE_NAME, msg.metadata.src_node_id))
+            problem = self._unverified(msg, server_round, name)
+            if problem:
+                record.failed.append({"site": name, "error": problem})
+                logger.warning("round %d: reply of %s not used: %s", server_round, name, problem)
+                continue
             if keys.DECLINED in site:
                 record.declined.append({"site": name, "reason": str(site[keys.DECLINED])})
                 logger.warning(
@@ -104,12 +113,15 @@ class SiteLedgerMixin:
         return super().aggregate_train(server_round, usable)  # type: ignore[misc]
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
-        usable = [
-            m
-            for m in replies
-            if not m.has_error()
-            and keys.DECLINED not in m.content.config_records.get(keys.SITE, {})
-        ]
+        usable = []
+        for m in replies:
+            if m.has_error():
+                continue
+            site = m.content.config_records.get(keys.SITE, ConfigRecord())
+            name = str(site.get(keys.SITE_NAME, m.metadata.src_node_id))
+            if self._unverified(m, server_round, name) or keys.DECLINED in site:
+                continue
+            usable.append(m)
         return super().aggregate_evaluate(server_round, usable)  # type: ignore[misc]
 
 
