@@ -28,10 +28,22 @@ _LIBRARY = "tesseract"
 
 def _load() -> ctypes.CDLL | None:
     name = ctypes.util.find_library(_LIBRARY) or "libtesseract.so.5"
+    # One OpenMP thread: Tesseract's thread pool costs far more than it saves on images
+    # this size (6x slower here), and workers already use the cores. OpenMP reads the
+    # limit once, when the library loads, so it is set only for the load and then
+    # restored: left in the environment it would reach every child process, and torch's
+    # OpenMP hangs under OMP_THREAD_LIMIT=1.
+    previous = os.environ.get("OMP_THREAD_LIMIT")
+    os.environ["OMP_THREAD_LIMIT"] = "1"
     try:
         lib = ctypes.CDLL(name)
     except OSError:
         return None
+    finally:
+        if previous is None:
+            del os.environ["OMP_THREAD_LIMIT"]
+        else:
+            os.environ["OMP_THREAD_LIMIT"] = previous
     vp, cp, i = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
     lib.TessBaseAPICreate.restype = vp
     lib.TessBaseAPIInit3.argtypes = [vp, cp, cp]
@@ -69,9 +81,6 @@ class Tesseract:
             The engine, or ``None`` when libtesseract or the model is not installed
             (``deploy/install.sh`` installs both).
         """
-        # One OpenMP thread: Tesseract's thread pool costs far more than it saves on
-        # images this size (6x slower here), and workers already use the cores.
-        os.environ.setdefault("OMP_THREAD_LIMIT", "1")
         lib = _load()
         if lib is None:
             return None

@@ -192,8 +192,9 @@ def render(run_dir: Path) -> Path:
                 f"<td colspan=5>declined: {esc(d['reason'])}</td></tr>"
             )
         for f in s.get("failed", []):
+            who = esc(str(f["site"])) if "site" in f else f"node {f.get('node')}"
             site_rows.append(
-                f"<tr class=warn><td>{r['round']}</td><td>node {f['node']}</td>"
+                f"<tr class=warn><td>{r['round']}</td><td>{who}</td>"
                 f"<td colspan=5>failed: {esc(str(f['error']))}</td></tr>"
             )
         if s.get("missing"):

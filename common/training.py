@@ -126,7 +126,10 @@ def train(
             total, count = 0.0, 0
             for images, labels in _batches(loader, optimiser, dp):
                 optimiser.zero_grad()
-                if len(images) == 0:  # Poisson sampling drew nobody: noise-only step
+                if len(images) == 0:  # Poisson sampling drew nobody: a noise-only step
+                    for p in net.parameters():
+                        if p.requires_grad:
+                            p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
                     optimiser.step()
                     steps += _stepped(optimiser)
                     continue

@@ -156,3 +156,26 @@ def test_round_plan_calibrates_noise_to_the_target(tmp_path):
     total = epsilon_of([plan.step] * 4, 1e-5, "rdp")
     assert 7.5 < total <= 8.0  # the whole run spends the target, not more
     assert (tmp_path / "privacy" / "noise_cache.json").exists()
+
+
+def test_poisson_batches_that_draw_nobody_still_take_a_noisy_step():
+    import numpy as np
+
+    from common.intake import SiteArrays
+    from common.training import TrainSettings, train
+
+    n, size = 3, 32
+    rng = np.random.default_rng(0)
+    data = SiteArrays(
+        images=rng.random((n, size, size)).astype(np.float16),
+        masks=(rng.random((n, size, size)) > 0.9).astype(np.uint8),
+        vendors=np.array(["v"] * n),
+        cases=np.array([f"c{i}" for i in range(n)]),
+        masks2=np.zeros((n, size, size), np.uint8),
+        has_mask2=np.zeros(n, bool),
+        fov=np.ones((n, size, size), np.uint8),
+    )
+    # q = 1/3 over 3 cases: a batch is empty with probability 8/27, so 60 steps meet many
+    plan = plan_round(DPSettings(mode="local", noise_multiplier=1.0), n, 1, 20)
+    stats = train(create_network("unet"), data, TrainSettings(epochs=20, batch_size=1), dp=plan)
+    assert stats.steps == plan.step.steps == 60
