@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from common import site_keys
 from common.config import RunSettings, SiteSettings
 from common.intake import SiteArrays, load_cached, prepare_site
 from common.report import BASELINES_FILE, METRICS_FILE, render
@@ -132,6 +133,7 @@ def run_demo(
     run_dir = workdir / "runs" / time.strftime("%Y%m%d-%H%M%S")
     config["out-dir"] = str(run_dir)
     config["eval-dir"] = str(workdir / "data" / "heldout")
+    config.setdefault("registry", str(workdir / "registry"))
     run = RunSettings.from_config(config)
 
     manifest = _ensure_data(workdir / "data", n_sites, cases_per_site, console)
@@ -141,6 +143,8 @@ def run_demo(
     for site in manifest["sites"]:
         state = workdir / "state" / site["name"]
         _prepare(workdir / "data" / site["dir"], state, site["name"], run.image_size, console)
+        if run.registry:  # the coordinator registers each site's ledger key
+            site_keys.register(run.registry, site["name"], site_keys.load_or_create(state)[1])
         nodes.append(
             SiteNode(
                 site["name"],

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from common import site_keys
 from common.config import RunSettings
 from common.report import render
 from deploy.demo import _ensure_data, _follow, _prepare, default_run_config, parse_overrides
@@ -56,6 +57,7 @@ def run_simulation(
         "sim-data-root": str(data),
         "sim-state-root": str(workdir / "state"),
         "min-sites": n_sites,
+        "registry": str(workdir / "registry"),
     }
     run = RunSettings.from_config(config)
     for site in manifest["sites"]:
@@ -66,6 +68,8 @@ def run_simulation(
             run.image_size,
             console,
         )
+        state = workdir / "state" / site["name"]
+        site_keys.register(run.registry, site["name"], site_keys.load_or_create(state)[1])
     _prepare(data / "heldout", run_dir / "heldout-state", "held-out set", run.image_size, console)
     with LocalConsortium(workdir / "flwr", [], simulation=True) as engine:
         run_id = engine.submit(config, federation_config={"num-supernodes": n_sites})
