@@ -357,7 +357,10 @@ def anonymize_folder(
     else:
         import multiprocessing as mp
 
-        ctx = mp.get_context("fork")
+        # Not "fork": a process that has run OpenMP code (torch, or Tesseract in-process)
+        # cannot be forked safely, and its children hang. The fork server is a clean
+        # process that workers are forked from.
+        ctx = mp.get_context("forkserver")
         with ctx.Pool(workers, initializer=_init_worker, initargs=(str(secret_path),)) as pool:
             for res in pool.imap(_one, jobs, chunksize=8):  # results come in input order
                 results.append(_place(res, out_dir))
