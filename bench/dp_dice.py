@@ -21,7 +21,11 @@ from pathlib import Path
 from common import ledger
 from deploy.simulate import run_simulation
 
-SETTINGS = {"inf": "dp=off", "10": "dp=local dp-epsilon=10.0", "3": "dp=local dp-epsilon=3.0"}
+SETTINGS = {
+    "inf": 'dp="off"',
+    "10": 'dp="local" dp-epsilon=10.0',
+    "3": 'dp="local" dp-epsilon=3.0',
+}
 
 
 def main() -> None:
@@ -40,7 +44,11 @@ def main() -> None:
         shutil.rmtree(args.workdir / "registry", ignore_errors=True)
         start = time.perf_counter()
         report = run_simulation(
-            args.workdir, args.sites, args.rounds, args.cases, extra=f"local-epochs={args.epochs} {dp}"
+            args.workdir,
+            args.sites,
+            args.rounds,
+            args.cases,
+            extra=f"local-epochs={args.epochs} {dp}",
         )
         wall = time.perf_counter() - start
         rounds = [json.loads(x) for x in (report.parent / "metrics.jsonl").read_text().splitlines()]

@@ -47,7 +47,14 @@ def parse_overrides(text: str) -> dict:
     for pair in shlex.split(text, posix=False):
         if "=" not in pair:
             raise ValueError(f"run-config override {pair!r} is not key=value")
-        out.update(tomllib.loads(pair.replace("=", " = ", 1)))
+        try:
+            out.update(tomllib.loads(pair.replace("=", " = ", 1)))
+        except tomllib.TOMLDecodeError:
+            key, value = pair.split("=", 1)
+            raise ValueError(
+                f"run-config override {pair!r}: {value!r} is not a TOML value; "
+                f'quote strings, as in {key}="{value}"'
+            ) from None
     return out
 
 

@@ -85,3 +85,17 @@ def test_site_prepare_exit_codes(tmp_path):
         ],
     )
     assert res.exit_code == 1 and "decline" in res.output
+
+
+def test_run_config_overrides_are_toml_and_unquoted_strings_are_explained():
+    import pytest
+
+    from deploy.demo import parse_overrides
+
+    assert parse_overrides('dp="local" dp-epsilon=3.0 num-server-rounds=2') == {
+        "dp": "local",
+        "dp-epsilon": 3.0,
+        "num-server-rounds": 2,
+    }
+    with pytest.raises(ValueError, match='quote strings, as in dp="local"'):
+        parse_overrides("dp=local")
