@@ -73,7 +73,6 @@ def table(summaries: list[SiteSummary]) -> list[dict]:
     return [
         {
             "site": s.site,
-            "entries": s.entries,
             "released": ", ".join(f"{n} {k}" for k, n in sorted(s.kinds.items())),
             "MB": f"{s.bytes / 1e6:.2f}",
             "runs": len(s.runs),
@@ -81,7 +80,7 @@ def table(summaries: list[SiteSummary]) -> list[dict]:
             "delta": "" if s.delta is None else f"{s.delta:g}",
             "budget": "none" if s.budget is None else f"{s.budget:g}",
             "left": "" if s.budget_left is None else f"{s.budget_left:.3f}",
-            "last release": s.last,
+            "last release": s.last[:19].replace("T", " "),
         }
         for s in summaries
     ]
