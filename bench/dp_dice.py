@@ -35,10 +35,14 @@ def main() -> None:
     parser.add_argument("--sites", type=int, default=3)
     parser.add_argument("--cases", type=int, default=40)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fedsynth-dp-bench"))
+    parser.add_argument("--extra", default="", help="more run_config for every setting")
+    parser.add_argument("--only", nargs="*", default=list(SETTINGS), help="settings to run")
     parser.add_argument("--out", type=Path, default=Path("bench/results/dp_dice.json"))
     args = parser.parse_args()
     rows = []
     for eps, dp in SETTINGS.items():
+        if eps not in args.only:
+            continue
         for privacy in args.workdir.glob("state/*/privacy"):
             shutil.rmtree(privacy)  # a fresh accountant and ledger per setting
         shutil.rmtree(args.workdir / "registry", ignore_errors=True)
@@ -48,7 +52,7 @@ def main() -> None:
             args.sites,
             args.rounds,
             args.cases,
-            extra=f"local-epochs={args.epochs} {dp}",
+            extra=f"local-epochs={args.epochs} {args.extra} {dp}",
         )
         wall = time.perf_counter() - start
         rounds = [json.loads(x) for x in (report.parent / "metrics.jsonl").read_text().splitlines()]
@@ -77,6 +81,7 @@ def main() -> None:
                 "local-epochs": args.epochs,
                 "sites": args.sites,
                 "cases-per-site": args.cases,
+                "extra": args.extra,
                 "rows": rows,
             },
             indent=2,
