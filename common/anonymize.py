@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import shutil
 import time
 from collections import Counter
@@ -226,9 +227,11 @@ def quarantine_copy(path: Path, rel: str, quarantine_dir: Path) -> Path:
 _SECRET: SiteSecret | None = None
 
 
-def _init_worker(secret_path: str) -> None:
+def _init_worker(secret_path: str, ocr: str | None = None) -> None:
     global _SECRET  # one secret per worker process, loaded once
     _SECRET = SiteSecret.load_or_create(secret_path)
+    if ocr is not None:  # the caller's FEDSYNTH_OCR (the fork server may predate it)
+        os.environ["FEDSYNTH_OCR"] = ocr
 
 
 def _one(job: tuple) -> dict:
@@ -361,7 +364,8 @@ def anonymize_folder(
         # cannot be forked safely, and its children hang. The fork server is a clean
         # process that workers are forked from.
         ctx = mp.get_context("forkserver")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(str(secret_path),)) as pool:
+        init = (str(secret_path), os.environ.get("FEDSYNTH_OCR", "1"))
+        with ctx.Pool(workers, initializer=_init_worker, initargs=init) as pool:
             for res in pool.imap(_one, jobs, chunksize=8):  # results come in input order
                 results.append(_place(res, out_dir))
                 if progress:
