@@ -46,6 +46,18 @@ class MechanismStep:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
 
 
+def merge_steps(steps) -> list[tuple[float, float, int]]:
+    """``(noise, sample rate, count)`` triples with equal noise and rate summed.
+
+    Rounds with the same noise and sample rate compose as one longer run: merging them
+    gives the same ε and keeps PRV fast however many rounds a site has trained.
+    """
+    merged: dict[tuple[float, float], int] = {}
+    for noise, q, count in steps:
+        merged[(noise, q)] = merged.get((noise, q), 0) + count
+    return [(noise, q, count) for (noise, q), count in merged.items()]
+
+
 def epsilon_of(history: list[MechanismStep], delta: float, accountant: str = "prv") -> float:
     """ε of the composition of ``history`` at ``delta`` with an Opacus accountant.
 
@@ -63,15 +75,8 @@ def epsilon_of(history: list[MechanismStep], delta: float, accountant: str = "pr
         raise ConfigError(f"dp-accountant must be one of {ACCOUNTANTS}, got {accountant!r}")
     from opacus.accountants import PRVAccountant, RDPAccountant
 
-    # Rounds with the same noise and sample rate compose as one longer run: merging them
-    # gives the same ε and keeps PRV fast however many rounds a site has trained.
-    merged: dict[tuple[float, float], int] = {}
-    for h in history:
-        merged[(h.noise_multiplier, h.sample_rate)] = (
-            merged.get((h.noise_multiplier, h.sample_rate), 0) + h.steps
-        )
     acc = PRVAccountant() if accountant == "prv" else RDPAccountant()
-    acc.history = [(sigma, q, steps) for (sigma, q), steps in merged.items()]
+    acc.history = merge_steps((h.noise_multiplier, h.sample_rate, h.steps) for h in history)
     return float(acc.get_epsilon(delta=delta))
 
 

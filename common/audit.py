@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import ledger
+from common.accountant import merge_steps
 from common.ledger import Problem
 
 TOLERANCE = 0.01  # relative: PRV and PLD are both numerical and agree to ~0.2% here
@@ -47,7 +48,7 @@ def load(paths: list[str | Path]) -> Ledgers:
         if not lines:
             out.problems.append(Problem(name, "empty ledger"))
             continue
-        if all("entry" in x for x in lines[:1]):
+        if "entry" in lines[0]:
             out.consortium.append((name, lines))
             continue
         site = next((x.get("site") for x in lines if "site" in x), None) or name
@@ -88,8 +89,9 @@ def verify(
                     )
                 )
         for site, (site_name, site_lines) in books.sites.items():
+            runs = _runs(records, site)  # runs this consortium ledger covers for the site
             for line, entry in enumerate(site_lines, 1):
-                if entry.get("hash") not in held and entry.get("run") in _runs(records, site):
+                if entry.get("hash") not in held and entry.get("run") in runs:
                     warnings.append(
                         Problem(
                             f"{site_name} line {line} (seq {entry.get('seq')})",
@@ -151,11 +153,6 @@ def recompute(paths: list[str | Path]) -> list[Recomputed]:
             if not dp or dp.get("mechanism") != "dp-sgd":
                 continue
             history.append((dp["noise_multiplier"], dp["sample_rate"], dp["steps"]))
-            merged: dict[tuple[float, float], int] = {}
-            for noise, q, n in history:
-                merged[(noise, q)] = merged.get((noise, q), 0) + n
-            value = recompute_epsilon(
-                [(s, q, n) for (s, q), n in merged.items()], dp["delta"], dp["accountant"]
-            )
+            value = recompute_epsilon(merge_steps(history), dp["delta"], dp["accountant"])
             out.append(Recomputed(site, entry["seq"], entry["round"], dp["epsilon_total"], value))
     return out

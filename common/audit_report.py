@@ -18,7 +18,6 @@ class SiteSummary:
     """What one site's ledger says it released, and its privacy spend."""
 
     site: str
-    entries: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
     tensors: int = 0
     bytes: int = 0
@@ -46,7 +45,6 @@ def summarise(paths: list[str | Path]) -> list[SiteSummary]:
         for entry in lines:
             if "_bad" in entry or "kind" not in entry:
                 continue
-            s.entries += 1
             s.kinds[entry["kind"]] = s.kinds.get(entry["kind"], 0) + 1
             s.tensors += entry["release"].get("tensors", 0)
             s.bytes += entry["release"].get("bytes", 0)
@@ -92,7 +90,7 @@ def _plot(summaries: list[SiteSummary]) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from common.report import _png
+    from common.report import figure_png
 
     if not any(s.curve for s in summaries):
         return None
@@ -108,7 +106,7 @@ def _plot(summaries: list[SiteSummary]) -> str | None:
     ax.set_ylabel("cumulative ε")
     ax.set_title("Privacy spent per site (dashed: the site's budget)")
     ax.legend()
-    png = _png(fig)
+    png = figure_png(fig)
     plt.close(fig)
     return png
 

@@ -34,7 +34,8 @@ def read_rounds(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _png(fig) -> str:
+def figure_png(fig) -> str:
+    """A matplotlib figure as base64 PNG, for an inline ``<img>``."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode()
@@ -108,7 +109,7 @@ def _plot_rounds(rounds: list[dict], vendors: list[str], baselines: dict) -> str
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("Global model on the held-out set, per vendor")
-    out = _png(fig)
+    out = figure_png(fig)
     plt.close(fig)
     return out
 
@@ -138,7 +139,7 @@ def _plot_comparison(rows: list[tuple[str, dict]], vendors: list[str]) -> str | 
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     ax.set_title("Federated vs. each site alone vs. centralised")
-    out = _png(fig)
+    out = figure_png(fig)
     plt.close(fig)
     return out
 
