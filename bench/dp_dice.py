@@ -1,5 +1,8 @@
 """Held-out Dice of federated training at ε = ∞ (no DP), 10 and 3 on the sample consortium.
 
+Local DP (DP-SGD at each site) and central DP (the server clips each site's update and
+adds noise; site-level ε) are separate settings.
+
 Each setting is one Simulation Engine run (``fedsynth simulate``) on the same sample data
 and settings; only DP changes. Every site's privacy state is reset between runs, so each
 run's ε is its own. Results: the final round's held-out Dice overall and per vendor,
@@ -25,6 +28,8 @@ SETTINGS = {
     "inf": 'dp="off"',
     "10": 'dp="local" dp-epsilon=10.0',
     "3": 'dp="local" dp-epsilon=3.0',
+    "central-10": 'dp="central" dp-epsilon=10.0',
+    "central-3": 'dp="central" dp-epsilon=3.0',
 }
 
 
@@ -36,7 +41,9 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=40)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fedsynth-dp-bench"))
     parser.add_argument("--extra", default="", help="more run_config for every setting")
-    parser.add_argument("--only", nargs="*", default=list(SETTINGS), help="settings to run")
+    parser.add_argument(
+        "--only", nargs="*", default=["inf", "10", "3"], help=f"settings to run: {list(SETTINGS)}"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/dp_dice.json"))
     args = parser.parse_args()
     rows = []
@@ -60,6 +67,10 @@ def main() -> None:
         for path in sorted(args.workdir.glob("state/*/privacy/ledger.jsonl")):
             entries = [e for e in ledger.read_lines(path) if e.get("dp")]
             spent[path.parent.parent.name] = entries[-1]["dp"]["epsilon_total"] if entries else None
+        central = rounds[-1]["sites"].get("central-dp")
+        if central:
+            spent = central["epsilon"]
+            norms = [n for r in rounds[1:] for n in r["sites"]["central-dp"]["update_norms"].values()]
         final = rounds[-1]["heldout"]
         rows.append(
             {
@@ -69,6 +80,7 @@ def main() -> None:
                 "dice": {v: m["dice"] for v, m in final.items()},
                 "iou": {v: m["iou"] for v, m in final.items()},
                 "epsilon-spent": spent,
+                **({"update-norms": norms} if central else {}),
             }
         )
         print(f"ε={eps:>3}: Dice {final['overall']['dice']:.3f}  ({wall:.0f} s)  spent {spent}")

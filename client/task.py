@@ -102,7 +102,9 @@ def train_round(
     if dp.budget and not dp.enabled:
         raise Declined(
             f"this site has a privacy budget (max-epsilon={dp.budget:g}) and trains only "
-            "with differential privacy, but the run has dp=off"
+            f"with local differential privacy (dp=local), but the run has dp={dp.mode}"
+            + (": under central DP the coordinator sees the update before adding noise"
+               if dp.mode == "central" else "")
         )
     train_data, val_data = load_site(site, run)
     settings = run.train_settings(server_round, site_seed(site), proximal_mu)

@@ -162,3 +162,66 @@ def noise_for_epsilon(
             epsilon_tolerance=0.01,
         )
     )
+
+
+def gaussian_delta(epsilon: float, mu: float) -> float:
+    """δ(ε) of a Gaussian mechanism with ``mu = sensitivity / noise std`` (exact).
+
+    Balle and Wang (ICML 2018), the analytic Gaussian mechanism:
+    ``δ = Φ(−ε/μ + μ/2) − e^ε Φ(−ε/μ − μ/2)``.
+    """
+    from scipy.stats import norm
+
+    if mu <= 0:
+        return 0.0
+    a = norm.cdf(-epsilon / mu + mu / 2)
+    b = math.exp(min(700.0, epsilon + norm.logcdf(-epsilon / mu - mu / 2)))
+    return float(max(0.0, a - b))
+
+
+def gaussian_epsilon(noise_multipliers: list[float], delta: float) -> float:
+    """Exact ε of composed Gaussian mechanisms without subsampling (sampling rate 1).
+
+    ``k`` Gaussian releases with noise multipliers ``σ_i`` compose exactly into one
+    Gaussian mechanism with ``μ = sqrt(Σ 1/σ_i²)`` (Dong, Roth and Su, Gaussian DP);
+    ε is then solved from :func:`gaussian_delta` by bisection. Used for central DP,
+    where every site is asked every round.
+
+    Args:
+        noise_multipliers: σ of each release (noise std / sensitivity).
+        delta: the target δ.
+
+    Returns:
+        ε (0 for no releases).
+    """
+    if not noise_multipliers:
+        return 0.0
+    if any(not z > 0 for z in noise_multipliers):
+        raise ConfigError(f"noise multipliers must be > 0, got {noise_multipliers}")
+    mu = math.sqrt(sum(1.0 / z**2 for z in noise_multipliers))
+    lo, hi = 0.0, 1.0
+    while gaussian_delta(hi, mu) > delta:
+        lo, hi = hi, hi * 2
+        if hi > 1e6:
+            return math.inf
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if gaussian_delta(mid, mu) > delta else (lo, mid)
+    return hi
+
+
+def gaussian_noise_for_epsilon(epsilon: float, delta: float, releases: int) -> float:
+    """The noise multiplier that lets ``releases`` unsampled Gaussian releases spend ``epsilon``.
+
+    Args:
+        epsilon: target ε of all releases together.
+        delta: target δ.
+        releases: how many releases the target covers (the run's rounds).
+    """
+    if not epsilon > 0 or math.isinf(epsilon):
+        raise ConfigError(f"dp-epsilon must be a positive finite number, got {epsilon}")
+    lo, hi = 1e-3, 1e3  # mu of the whole composition
+    for _ in range(100):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if gaussian_delta(epsilon, mid) < delta else (lo, mid)
+    return math.sqrt(releases) / lo

@@ -73,10 +73,13 @@ class RunSettings:
     dp_max_grad_norm: float = 1.0
     dp_accountant: str = "prv"
     dp_max_physical_batch: int = 8
+    dp_central_clip: float = 5.0
     registry: str = ""
 
     def __post_init__(self) -> None:
         self.dp_settings()  # fail early on bad DP settings, with their own messages
+        if self.dp == "central" and not self.dp_central_clip > 0:
+            raise ConfigError(f"dp-central-clip must be > 0, got {self.dp_central_clip}")
         if self.num_server_rounds < 1:
             raise ConfigError(f"num-server-rounds must be >= 1, got {self.num_server_rounds}")
         if self.min_sites < 1:

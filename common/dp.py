@@ -18,7 +18,7 @@ from pathlib import Path
 from common.accountant import ACCOUNTANTS, MechanismStep, noise_for_epsilon
 from common.errors import ConfigError
 
-MODES = ("off", "local")
+MODES = ("off", "local", "central")
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ class DPSettings:
     """DP-SGD settings for one site (consortium defaults, site overrides applied).
 
     Args:
-        mode: ``"off"`` or ``"local"`` (DP-SGD at every site).
+        mode: ``"off"``, ``"local"`` (DP-SGD at every site) or ``"central"`` (the
+            server clips each site's update and adds noise: :mod:`server.central_dp`).
         epsilon: target ε for the whole run, used to calibrate the noise when
             ``noise_multiplier`` is 0.
         delta: δ.
@@ -68,6 +69,7 @@ class DPSettings:
 
     @property
     def enabled(self) -> bool:
+        """Whether the site trains with DP-SGD (local DP)."""
         return self.mode == "local"
 
 

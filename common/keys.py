@@ -22,3 +22,4 @@ VAL_EXAMPLES = "val-examples"
 TRAIN_SECONDS = "train-seconds"  # time in the training loop only
 HANDLER_SECONDS = "handler-seconds"  # whole train handler: data loading, training, packing
 STARTUP_SECONDS = "startup-seconds"  # ClientApp process start to handler entry
+UNIFORM_WEIGHT = "uniform-weight"  # set by the server under central DP: an unweighted average

@@ -198,6 +198,15 @@ def render(run_dir: Path) -> Path:
                 f"<tr class=warn><td>{r['round']}</td><td>{who}</td>"
                 f"<td colspan=5>failed: {esc(str(f['error']))}</td></tr>"
             )
+        if s.get("central-dp"):
+            c = s["central-dp"]
+            eps = ", ".join(f"{esc(str(k))} {v:.2f}" for k, v in c.get("epsilon", {}).items())
+            site_rows.append(
+                f"<tr><td>{r['round']}</td><td>server</td><td colspan=5>central DP: "
+                f"{len(c.get('sites', []))} update(s), {c.get('clipped', 0)} clipped to "
+                f"{c.get('clipping_norm', 0):g}, noise std {c.get('noise_std', 0):.3g}; "
+                f"cumulative ε (δ={c.get('delta', 0):g}): {eps}</td></tr>"
+            )
         if s.get("missing"):
             site_rows.append(
                 f"<tr class=warn><td>{r['round']}</td><td>{s['missing']} site(s)</td>"

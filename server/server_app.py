@@ -48,7 +48,7 @@ def main(grid: Grid, context: Context) -> None:
     logger.info("FedSynth run writing to %s", outputs.dir)
     torch.manual_seed(run.seed)
     initial = create_network(run.network).state_dict()
-    strategy = create_strategy(run)
+    strategy = create_strategy(run, outputs.dir)
     strategy.verifier = ReleaseVerifier(outputs.dir, run.registry, getattr(context, "run_id", ""))
     evaluator = None
     if run.eval_dir:

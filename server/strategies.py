@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
@@ -38,6 +39,7 @@ class RoundRecord:
     failed: list[dict] = field(default_factory=list)  # node id + error
     asked: int = 0
     seconds: float = 0.0
+    privacy: dict = field(default_factory=dict)  # central DP: noise, clipping, ε per site
 
     def to_json(self) -> dict:
         """A JSON-ready dict."""
@@ -48,6 +50,7 @@ class RoundRecord:
             "failed": self.failed,
             "missing": self.asked - len(self.trained) - len(self.declined) - len(self.failed),
             "seconds": self.seconds,
+            **({"central-dp": self.privacy} if self.privacy else {}),
         }
 
 
@@ -110,7 +113,9 @@ class SiteLedgerMixin:
             metrics = msg.content.metric_records.get(keys.METRICS, MetricRecord())
             record.trained.append({"site": name, **{k: float(v) for k, v in metrics.items()}})
             usable.append(msg)
-        return super().aggregate_train(server_round, usable)  # type: ignore[misc]
+        result = super().aggregate_train(server_round, usable)  # type: ignore[misc]
+        record.privacy = dict(getattr(self, "last_round", {}))
+        return result
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
         usable = []
@@ -141,11 +146,16 @@ def _common_kwargs(run: RunSettings) -> dict:
 STRATEGIES: dict[str, type[Strategy]] = {"fedavg": FedAvg, "fedprox": FedProx, "fedadam": FedAdam}
 
 
-def create_strategy(run: RunSettings) -> Strategy:
+def create_strategy(run: RunSettings, out_dir: str | Path = ".") -> Strategy:
     """The strategy named by ``run.strategy``, with site recording and bounded waits.
 
+    With ``dp=central`` it runs inside :class:`server.central_dp.CentralDP` (Flower's
+    server-side clipping and noise), averaging site updates without weights.
+
     Args:
-        run: run settings (strategy name, min-sites, round-timeout, FedProx mu, FedAdam eta).
+        run: run settings (strategy name, min-sites, round-timeout, FedProx mu, FedAdam eta,
+            central DP noise and clip).
+        out_dir: the run's output folder (central DP saves its accountant there).
 
     Returns:
         A Flower strategy instance with a ``rounds`` dict of :class:`RoundRecord`.
@@ -164,8 +174,33 @@ def create_strategy(run: RunSettings) -> Strategy:
         kwargs["proximal_mu"] = run.proximal_mu
     elif base is FedAdam:
         kwargs.update(eta=run.server_learning_rate, eta_l=run.learning_rate)
-    cls = type(f"Recording{base.__name__}", (SiteLedgerMixin, base), {})
-    strategy = cls(**kwargs)
+    if run.dp == "central":
+        strategy = _central_dp(run, base, kwargs, out_dir)
+    else:
+        strategy = type(f"Recording{base.__name__}", (SiteLedgerMixin, base), {})(**kwargs)
     strategy.rounds = {}
     strategy.node_wait_timeout = run.round_timeout
+    return strategy
+
+
+def _central_dp(run: RunSettings, base: type[Strategy], kwargs: dict, out_dir) -> Strategy:
+    """``base`` (unweighted) inside Flower's server-side clipping, with per-site ε."""
+    from common.accountant import gaussian_noise_for_epsilon
+    from server.central_dp import CentralDP, CentralDPAccountant
+
+    inner = base(**{**kwargs, "weighted_by_key": keys.UNIFORM_WEIGHT})
+    noise = run.dp_noise_multiplier or gaussian_noise_for_epsilon(
+        run.dp_epsilon, run.dp_delta, run.num_server_rounds
+    )
+    cls = type(f"RecordingCentralDP{base.__name__}", (SiteLedgerMixin, CentralDP), {})
+    strategy = cls(
+        inner,
+        noise_multiplier=noise,
+        clipping_norm=run.dp_central_clip,
+        accountant=CentralDPAccountant(run.dp_delta),
+        out_dir=out_dir,
+    )
+    # what the recording mixin reads from the strategy it wraps
+    strategy.min_available_nodes = run.min_sites
+    strategy.fraction_evaluate = run.fraction_evaluate
     return strategy

@@ -27,3 +27,27 @@ def test_simulation_engine_runs_every_virtual_site(tmp_path):
         "site-3",
     ]
     assert "overall" in rounds[1]["heldout"]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="Ray missing: pip install -e '.[simulation]'"
+)
+def test_central_dp_charges_every_site_each_round(tmp_path):
+    from common.accountant import gaussian_epsilon
+
+    report = run_simulation(
+        tmp_path,
+        n_sites=3,
+        rounds=2,
+        cases_per_site=4,
+        extra='local-epochs=1 image-size=32 dp="central" dp-noise-multiplier=2.0 dp-central-clip=0.5',
+    )
+    rounds = [json.loads(x) for x in (report.parent / "metrics.jsonl").read_text().splitlines()]
+    for r in rounds[1:]:
+        central = r["sites"]["central-dp"]
+        assert sorted(central["sites"]) == ["site-1", "site-2", "site-3"]
+        assert central["noise_std"] == pytest.approx(2.0 * 0.5 / 3)
+        assert central["clipped"] == sum(n > 0.5 for n in central["update_norms"].values())
+        expected = gaussian_epsilon([2.0] * r["round"], 1e-5)
+        assert central["epsilon"] == {s: pytest.approx(expected) for s in central["sites"]}
+    assert "central DP" in report.read_text()

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Message, Metadata, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
 
 from common import keys
@@ -34,22 +34,7 @@ def test_waiting_for_sites_is_bounded():
         s.configure_train(1, ArrayRecord(), ConfigRecord(), _FewNodes())
 
 
-def _reply(content: RecordDict, node: int) -> Message:
-    meta = Metadata(
-        run_id=1,
-        message_id="",
-        src_node_id=node,
-        dst_node_id=0,
-        reply_to_message_id=f"m{node}",
-        group_id="1",
-        created_at=0.0,
-        ttl=60.0,
-        message_type="train",
-    )
-    return Message(content=content, metadata=meta)
-
-
-def test_declines_are_recorded_and_kept_out_of_aggregation():
+def test_declines_are_recorded_and_kept_out_of_aggregation(make_reply):
     import numpy as np
     from flwr.app import Array
 
@@ -64,7 +49,7 @@ def test_declines_are_recorded_and_kept_out_of_aggregation():
     declined = RecordDict(
         {keys.SITE: ConfigRecord({keys.SITE_NAME: "B", keys.DECLINED: "no usable cases"})}
     )
-    arrays, _ = s.aggregate_train(1, [_reply(good, 1), _reply(declined, 2)])
+    arrays, _ = s.aggregate_train(1, [make_reply(good, 1), make_reply(declined, 2)])
     assert arrays is not None and np.allclose(arrays["w"].numpy(), 1.0)
     rec = s.rounds[1].to_json()
     assert [t["site"] for t in rec["trained"]] == ["A"]
