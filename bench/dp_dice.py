@@ -70,7 +70,9 @@ def main() -> None:
         central = rounds[-1]["sites"].get("central-dp")
         if central:
             spent = central["epsilon"]
-            norms = [n for r in rounds[1:] for n in r["sites"]["central-dp"]["update_norms"].values()]
+            norms = [
+                n for r in rounds[1:] for n in r["sites"]["central-dp"]["update_norms"].values()
+            ]
         final = rounds[-1]["heldout"]
         rows.append(
             {

@@ -103,8 +103,11 @@ def train_round(
         raise Declined(
             f"this site has a privacy budget (max-epsilon={dp.budget:g}) and trains only "
             f"with local differential privacy (dp=local), but the run has dp={dp.mode}"
-            + (": under central DP the coordinator sees the update before adding noise"
-               if dp.mode == "central" else "")
+            + (
+                ": under central DP the coordinator sees the update before adding noise"
+                if dp.mode == "central"
+                else ""
+            )
         )
     train_data, val_data = load_site(site, run)
     settings = run.train_settings(server_round, site_seed(site), proximal_mu)

@@ -40,7 +40,8 @@ def test_central_dp_charges_every_site_each_round(tmp_path):
         n_sites=3,
         rounds=2,
         cases_per_site=4,
-        extra='local-epochs=1 image-size=32 dp="central" dp-noise-multiplier=2.0 dp-central-clip=0.5',
+        extra='local-epochs=1 image-size=32 dp="central" '
+        "dp-noise-multiplier=2.0 dp-central-clip=0.5",
     )
     rounds = [json.loads(x) for x in (report.parent / "metrics.jsonl").read_text().splitlines()]
     for r in rounds[1:]:
