@@ -80,7 +80,7 @@ def _work(msg: Message, context: Context, op: str, **extra) -> tuple[tuple, dict
     except ConfigError as exc:
         name = str(context.node_config.get("site-name", "site"))
         return (name, ""), {"status": "declined", "reason": str(exc)}
-    arrays = msg.content[keys.ARRAYS]
+    arrays = msg.content.array_records.get(keys.ARRAYS, ArrayRecord())
     req = {
         "op": op,
         "site": asdict(site),
@@ -126,6 +126,38 @@ def train(msg: Message, context: Context) -> Message:
     content = RecordDict(
         {
             keys.ARRAYS: ArrayRecord({k: Array(v) for k, v in result["weights"].items()}),
+            keys.METRICS: MetricRecord(values),
+            keys.SITE: ConfigRecord({keys.SITE_NAME: site[0]}),
+            keys.LEDGER: entry,
+        }
+    )
+    return Message(content=content, reply_to=msg)
+
+
+@app.train(keys.SYNTHESIZE)
+def synthesize(msg: Message, context: Context) -> Message:
+    """Release synthetic image+mask pairs that passed the site's memorisation gate."""
+    start = time.perf_counter()
+    config = msg.content[keys.CONFIG]
+    site, reply = _work(msg, context, "synthesize", round=int(config[keys.SERVER_ROUND]))
+    if reply["status"] == "declined":
+        return _decline(msg, context, site, reply["reason"])
+    result = reply["result"]
+    arrays = {keys.SYNTH_IMAGES: result["images"], keys.SYNTH_MASKS: result["masks"]}
+    gate = result["gate"]
+    values = {
+        keys.SYNTH_GENERATED: gate["generated"],
+        keys.SYNTH_DROPPED: gate["dropped"],
+        keys.SYNTH_RELEASED: gate["released"],
+        keys.TRAIN_SECONDS: result["train_seconds"],
+        keys.SAMPLE_SECONDS: result["sample_seconds"],
+        keys.HANDLER_SECONDS: time.perf_counter() - start,
+    }
+    release = {**ledger.release_digest(arrays, values), "gate": gate}
+    entry = _record(context, msg, site, "synthetic", release, dp=result.get("dp"))
+    content = RecordDict(
+        {
+            keys.ARRAYS: ArrayRecord({k: Array(v) for k, v in arrays.items()}),
             keys.METRICS: MetricRecord(values),
             keys.SITE: ConfigRecord({keys.SITE_NAME: site[0]}),
             keys.LEDGER: entry,

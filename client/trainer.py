@@ -116,6 +116,10 @@ def handle(req: dict) -> dict:
                 site, run, req["weights"], req["round"], req.get("proximal_mu", 0.0)
             )
             return {"status": "ok", "result": asdict(result)}
+        if req["op"] == "synthesize":
+            from client.synthesis import synthesize_round
+
+            return {"status": "ok", "result": asdict(synthesize_round(site, run, req["round"]))}
         if req["op"] == "evaluate":
             dice, n = evaluate_round(site, run, req["weights"])
             return {"status": "ok", "result": {"dice": dice, "n": n}}

@@ -24,6 +24,9 @@ from common.errors import ConfigError
 
 T = TypeVar("T")
 
+SHARE_MODES = ("weights", "synthetic", "both")
+AUGMENTATIONS = ("standard", "strong")
+
 
 def _from_config(cls: type[T], config: Mapping[str, Any], what: str) -> T:
     kwargs = {}
@@ -75,11 +78,37 @@ class RunSettings:
     dp_max_physical_batch: int = 8
     dp_central_clip: float = 5.0
     registry: str = ""
+    share: str = "weights"
+    synth_config: str = "cpu"
+    synth_train_steps: int = 0
+    synth_n: int = 32
+    synth_every: int = 0
+    synth_gate_quantile: float = 0.05
+    server_epochs: int = 2
+    augmentation: str = "standard"
 
     def __post_init__(self) -> None:
         self.dp_settings()  # fail early on bad DP settings, with their own messages
         if self.dp == "central" and not self.dp_central_clip > 0:
             raise ConfigError(f"dp-central-clip must be > 0, got {self.dp_central_clip}")
+        if self.share not in SHARE_MODES:
+            raise ConfigError(f"share must be one of {SHARE_MODES}, got {self.share!r}")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ConfigError(
+                f"augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}"
+            )
+        if self.synth_n < 1 or self.synth_every < 0 or self.server_epochs < 0:
+            raise ConfigError(
+                "synth-n must be >= 1, synth-every and server-epochs >= 0; got "
+                f"{self.synth_n}, {self.synth_every}, {self.server_epochs}"
+            )
+        if self.share == "synthetic" and self.dp == "central":
+            raise ConfigError(
+                "dp=central adds noise to averaged weights, and share=synthetic sends no "
+                'weights: use dp="local" (DP-SGD for each site\'s generator) or share="both"'
+            )
+        if self.share != "weights":
+            self.diffusion_settings()  # fail early on a bad synth-config
         if self.num_server_rounds < 1:
             raise ConfigError(f"num-server-rounds must be >= 1, got {self.num_server_rounds}")
         if self.min_sites < 1:
@@ -122,6 +151,27 @@ class RunSettings:
             budget=site.max_epsilon if site else 0.0,
         )
 
+    def synth_due(self, server_round: int) -> bool:
+        """Whether sites release synthetic pairs in ``server_round`` (round 1, then every
+        ``synth-every`` rounds; never with ``share=weights``)."""
+        if self.share == "weights":
+            return False
+        if self.synth_every == 0:
+            return server_round == 1
+        return (server_round - 1) % self.synth_every == 0
+
+    def diffusion_settings(self):
+        """The sites' diffusion model settings (``synth-config`` with overrides).
+
+        Returns:
+            A :class:`common.diffusion.DiffusionSettings`.
+        """
+        from common.diffusion import DiffusionSettings
+
+        return DiffusionSettings.named(
+            self.synth_config, train_steps=self.synth_train_steps, seed=self.seed
+        )
+
     def train_settings(self, server_round: int = 0, site_seed: int = 0, proximal_mu: float = 0.0):
         """Local training settings for one round (seeded by round and site).
 
@@ -141,6 +191,7 @@ class RunSettings:
             learning_rate=self.learning_rate,
             proximal_mu=proximal_mu,
             seed=self.seed * 100_003 + server_round * 1009 + site_seed,
+            augmentation=self.augmentation,
         )
 
 

@@ -7,6 +7,13 @@ METRICS = "metrics"  # MetricRecord: numbers a site reports
 SITE = "site"  # ConfigRecord: who replied, and why a round was declined
 LEDGER = "ledger"  # ConfigRecord: the signed privacy-ledger entry of this reply
 
+# Message actions (message_type "train.<action>")
+SYNTHESIZE = "synthesize"  # a site trains its generator (once) and releases gated pairs
+
+# ArrayRecord keys of a synthetic release
+SYNTH_IMAGES = "images"  # (k, S, S) float16 in [0, 1]
+SYNTH_MASKS = "masks"  # (k, S, S) uint8
+
 # ConfigRecord keys
 SERVER_ROUND = "server-round"  # set by Flower's strategies
 PROXIMAL_MU = "proximal-mu"  # set by FedProx
@@ -22,4 +29,8 @@ VAL_EXAMPLES = "val-examples"
 TRAIN_SECONDS = "train-seconds"  # time in the training loop only
 HANDLER_SECONDS = "handler-seconds"  # whole train handler: data loading, training, packing
 STARTUP_SECONDS = "startup-seconds"  # ClientApp process start to handler entry
+SAMPLE_SECONDS = "sample-seconds"  # generating and gating synthetic pairs
+SYNTH_GENERATED = "synthetic-generated"
+SYNTH_DROPPED = "synthetic-dropped"  # near-copies stopped by the memorisation gate
+SYNTH_RELEASED = "synthetic-released"
 UNIFORM_WEIGHT = "uniform-weight"  # set by the server under central DP: an unweighted average

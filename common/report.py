@@ -198,6 +198,28 @@ def render(run_dir: Path) -> Path:
                 f"<tr class=warn><td>{r['round']}</td><td>{who}</td>"
                 f"<td colspan=5>failed: {esc(str(f['error']))}</td></tr>"
             )
+        for x in s.get("synthetic", []):
+            if "failed" in x or "declined" in x:
+                why = x.get("failed") or x.get("declined")
+                site_rows.append(
+                    f"<tr class=warn><td>{r['round']}</td><td>{esc(str(x['site']))}</td>"
+                    f"<td colspan=5>synthetic release not used: {esc(str(why))}</td></tr>"
+                )
+            else:
+                site_rows.append(
+                    f"<tr><td>{r['round']}</td><td>{esc(str(x['site']))}</td><td>synthetic</td>"
+                    f"<td colspan=4>{int(x.get('synthetic-released', 0))} pairs released, "
+                    f"{int(x.get('synthetic-dropped', 0))} of "
+                    f"{int(x.get('synthetic-generated', 0))} dropped by the memorisation gate"
+                    f"</td><td>{_fmt(x.get('train-seconds'))}</td></tr>"
+                )
+        if s.get("server-training"):
+            t = s["server-training"]
+            site_rows.append(
+                f"<tr><td>{r['round']}</td><td>server</td><td>pool</td>"
+                f"<td>{int(t.get('examples', 0))}</td><td>{_fmt(t.get('loss'))}</td><td>–</td>"
+                f"<td>{_fmt(t.get('seconds'))}</td></tr>"
+            )
         if s.get("central-dp"):
             c = s["central-dp"]
             eps = ", ".join(f"{esc(str(k))} {v:.2f}" for k, v in c.get("epsilon", {}).items())
@@ -236,12 +258,73 @@ pre{{background:#f6f6f6;padding:8px;font-size:12px}}</style></head><body>
 pixels at the training resolution.</p>
 <h2>Results</h2>{"".join(table)}<p>{esc(" ".join(notes))}</p>
 {"".join(f'<img src="data:image/png;base64,{p}">' for p in plots)}
+{_synthetic_section(run_dir)}
 <h2>Sites per round</h2><table><tr><th>round</th><th>site</th><th>status</th><th>examples</th>
 <th>train loss</th><th>local val Dice</th><th>train s</th></tr>{"".join(site_rows)}</table>
 <h2>Settings</h2><pre>{esc(json.dumps(run, indent=2))}</pre></body></html>"""
     out = run_dir / REPORT_FILE
     out.write_text(page)
     return out
+
+
+def _synthetic_section(run_dir: Path) -> str:
+    """The synthetic pool's quality against the held-out real set, if the run has one."""
+    quality = _load(run_dir / "synthetic" / "quality.json")
+    if not quality:
+        return ""
+    esc = html.escape
+    mr, ms = quality["masks_real"], quality["masks_synthetic"]
+    rows = [
+        ("pairs", quality["n_real"], quality["n_synthetic"]),
+        (
+            "MS-SSIM between random pairs (lower: more varied)",
+            quality["ms_ssim_real"],
+            quality["ms_ssim_synthetic"],
+        ),
+        ("empty masks (share)", mr["empty_share"], ms["empty_share"]),
+        ("structures per mask (mean)", mr["structures_mean"], ms["structures_mean"]),
+        ("structure size, median (share of image)", mr["size_median"], ms["size_median"]),
+        (
+            "structure size, 10th–90th percentile",
+            f"{mr['size_q10']:.4f}–{mr['size_q90']:.4f}",
+            f"{ms['size_q10']:.4f}–{ms['size_q90']:.4f}",
+        ),
+        ("foreground (share of pixels)", mr["foreground_share"], ms["foreground_share"]),
+        (
+            "masks with 0/1/2/3/4/5+ structures",
+            "/".join(map(str, mr["structures_hist"])),
+            "/".join(map(str, ms["structures_hist"])),
+        ),
+    ]
+
+    def cell(v):
+        return esc(v) if isinstance(v, str) else (str(v) if isinstance(v, int) else f"{v:.4f}")
+
+    body = "".join(
+        f"<tr><td>{esc(k)}</td><td>{cell(a)}</td><td>{cell(b)}</td></tr>" for k, a, b in rows
+    )
+    halves = quality.get("frechet_distance_real_halves")
+    fd = (
+        f"<p>Fréchet distance, held-out real vs synthetic: <b>{quality['frechet_distance']:.3f}</b>"
+        + (
+            f" (two halves of the real set: {halves:.3f}, the floor to read it against)"
+            if halves
+            else ""
+        )
+        + f". Feature space: {esc(quality['feature_space'])}.</p>"
+    )
+    per_site = ", ".join(f"{esc(k)}: {v}" for k, v in quality.get("per_site", {}).items())
+    grid = run_dir / "synthetic" / "pairs.png"
+    img = (
+        f'<img src="data:image/png;base64,{base64.b64encode(grid.read_bytes()).decode()}">'
+        if grid.exists()
+        else ""
+    )
+    return (
+        f"<h2>Synthetic data</h2><p>Pool: {per_site}.</p>{fd}"
+        f"<table><tr><th></th><th>held-out real</th><th>synthetic pool</th></tr>{body}</table>"
+        f"<p>Real held-out pairs (top) and synthetic pairs (bottom); masks outlined.</p>{img}"
+    )
 
 
 def _load(path: Path) -> dict:

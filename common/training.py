@@ -27,6 +27,7 @@ class TrainSettings:
         learning_rate: Adam learning rate.
         proximal_mu: FedProx proximal weight (0 disables).
         seed: base random seed.
+        augmentation: ``"standard"`` or ``"strong"`` (see :mod:`common.transforms`).
     """
 
     epochs: int = 2
@@ -34,6 +35,7 @@ class TrainSettings:
     learning_rate: float = 2e-3
     proximal_mu: float = 0.0
     seed: int = 0
+    augmentation: str = "standard"
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -98,7 +100,7 @@ def train(
     if len(data) == 0:
         raise ValueError("cannot train on 0 cases")
     torch.manual_seed(settings.seed)
-    transforms = train_transforms(settings.seed) if augment else None
+    transforms = train_transforms(settings.seed, settings.augmentation) if augment else None
     loader = DataLoader(
         _AugmentedDataset(data, transforms),
         batch_size=settings.batch_size,

@@ -4,16 +4,26 @@ Training samples are dicts ``{"image": (1, S, S) float32, "label": (1, S, S) uin
 Intensity augmentation (contrast/gamma, scale, shift, noise, blur) makes a model less
 sensitive to each vendor's detector response; light spatial augmentation (flip,
 small rotation and zoom) adds shape variety.
+
+``"strong"`` adds SyntheX-style domain randomisation (Gao et al., Nature Machine
+Intelligence 2023): intensity inversion, non-linear contrast curves, stronger gamma,
+noise and blur, pixel dropout and elastic deformation, so that a model trained on
+synthetic images does not learn the generator's look.
 """
 
 from __future__ import annotations
 
 
-def train_transforms(seed: int = 0):
+def _invert(image):
+    return 1.0 - image
+
+
+def train_transforms(seed: int = 0, strength: str = "standard"):
     """The training augmentation pipeline.
 
     Args:
         seed: seeds the pipeline's random state (same seed, same augmentations).
+        strength: ``"standard"`` or ``"strong"`` (domain randomisation, see module doc).
 
     Returns:
         A ``monai.transforms.Compose`` over dict samples.
@@ -29,6 +39,10 @@ def train_transforms(seed: int = 0):
         RandShiftIntensityd,
     )
 
+    if strength not in ("standard", "strong"):
+        raise ValueError(f"augmentation must be 'standard' or 'strong', got {strength!r}")
+    if strength == "strong":
+        return _strong(seed)
     pipeline = Compose(
         [
             RandFlipd(keys=("image", "label"), prob=0.5, spatial_axis=1),
@@ -45,6 +59,58 @@ def train_transforms(seed: int = 0):
             RandShiftIntensityd(keys="image", prob=0.3, offsets=0.1),
             RandGaussianSmoothd(keys="image", prob=0.2, sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0)),
             RandGaussianNoised(keys="image", prob=0.3, std=0.03),
+        ]
+    )
+    pipeline.set_random_state(seed=seed)
+    return pipeline
+
+
+def _strong(seed: int):
+    from monai.transforms import (
+        Compose,
+        Rand2DElasticd,
+        RandAdjustContrastd,
+        RandAffined,
+        RandCoarseDropoutd,
+        RandFlipd,
+        RandGaussianNoised,
+        RandGaussianSmoothd,
+        RandHistogramShiftd,
+        RandLambdad,
+        RandScaleIntensityd,
+        RandShiftIntensityd,
+    )
+
+    pipeline = Compose(
+        [
+            RandFlipd(keys=("image", "label"), prob=0.5, spatial_axis=1),
+            RandAffined(
+                keys=("image", "label"),
+                prob=0.7,
+                rotate_range=0.3,
+                scale_range=0.2,
+                translate_range=(8, 8),
+                mode=("bilinear", "nearest"),
+                padding_mode="zeros",
+            ),
+            Rand2DElasticd(
+                keys=("image", "label"),
+                prob=0.3,
+                spacing=(24, 24),
+                magnitude_range=(1, 3),
+                mode=("bilinear", "nearest"),
+                padding_mode="zeros",
+            ),
+            RandLambdad(keys="image", func=_invert, prob=0.2),
+            RandHistogramShiftd(keys="image", prob=0.5, num_control_points=(4, 8)),
+            RandAdjustContrastd(keys="image", prob=0.7, gamma=(0.3, 3.0)),
+            RandScaleIntensityd(keys="image", prob=0.5, factors=0.3),
+            RandShiftIntensityd(keys="image", prob=0.5, offsets=0.2),
+            RandGaussianSmoothd(keys="image", prob=0.3, sigma_x=(0.25, 1.5), sigma_y=(0.25, 1.5)),
+            RandGaussianNoised(keys="image", prob=0.5, std=0.08),
+            RandCoarseDropoutd(
+                keys="image", prob=0.3, holes=8, spatial_size=(2, 2), max_spatial_size=(6, 6)
+            ),
         ]
     )
     pipeline.set_random_state(seed=seed)

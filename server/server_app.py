@@ -57,6 +57,8 @@ def main(grid: Grid, context: Context) -> None:
         )
     else:
         logger.warning("eval-dir is empty: no server-side held-out evaluation this run")
+    if run.share != "weights" and evaluator is not None:
+        strategy.reference = evaluator.data  # synthetic quality is measured against it
 
     def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         start = time.perf_counter()

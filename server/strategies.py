@@ -22,6 +22,7 @@ from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, Strategy
 from common import keys
 from common.config import RunSettings
 from common.errors import ConfigError
+from server.synthetic_pool import PoolingMixin, SyntheticPool
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class RoundRecord:
     asked: int = 0
     seconds: float = 0.0
     privacy: dict = field(default_factory=dict)  # central DP: noise, clipping, ε per site
+    synthetic: list[dict] = field(default_factory=list)  # synthetic releases collected
+    server_training: dict = field(default_factory=dict)  # training on the synthetic pool
 
     def to_json(self) -> dict:
         """A JSON-ready dict."""
@@ -51,6 +54,8 @@ class RoundRecord:
             "missing": self.asked - len(self.trained) - len(self.declined) - len(self.failed),
             "seconds": self.seconds,
             **({"central-dp": self.privacy} if self.privacy else {}),
+            **({"synthetic": self.synthetic} if self.synthetic else {}),
+            **({"server-training": self.server_training} if self.server_training else {}),
         }
 
 
@@ -89,30 +94,38 @@ class SiteLedgerMixin:
         self._wait_for_sites(grid, self.min_available_nodes)  # type: ignore[attr-defined]
         return super().configure_evaluate(server_round, arrays, config, grid)  # type: ignore[misc]
 
+    def _screen(self, msg: Message, server_round: int) -> tuple[str, dict | None]:
+        """``(site name, None)`` for a usable reply, else ``(name, {"failed"/"declined": why})``."""
+        if msg.has_error():
+            return f"node {msg.metadata.src_node_id}", {"failed": msg.error.reason}
+        site = msg.content.config_records.get(keys.SITE, ConfigRecord())
+        name = str(site.get(keys.SITE_NAME, msg.metadata.src_node_id))
+        problem = self._unverified(msg, server_round, name)
+        if problem:
+            logger.warning("round %d: reply of %s not used: %s", server_round, name, problem)
+            return name, {"failed": problem}
+        if keys.DECLINED in site:
+            reason = str(site[keys.DECLINED])
+            logger.warning("site %s declined round %d: %s", name, server_round, reason)
+            return name, {"declined": reason}
+        return name, None
+
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
         record = self.rounds.setdefault(server_round, RoundRecord())
         record.seconds = time.monotonic() - getattr(self, "_round_start", time.monotonic())
         usable = []
         for msg in replies:
-            if msg.has_error():
-                record.failed.append({"node": msg.metadata.src_node_id, "error": msg.error.reason})
-                continue
-            site = msg.content.config_records.get(keys.SITE, ConfigRecord())
-            name = str(site.get(keys.SITE_NAME, msg.metadata.src_node_id))
-            problem = self._unverified(msg, server_round, name)
-            if problem:
-                record.failed.append({"site": name, "error": problem})
-                logger.warning("round %d: reply of %s not used: %s", server_round, name, problem)
-                continue
-            if keys.DECLINED in site:
-                record.declined.append({"site": name, "reason": str(site[keys.DECLINED])})
-                logger.warning(
-                    "site %s declined round %d: %s", name, server_round, site[keys.DECLINED]
-                )
-                continue
-            metrics = msg.content.metric_records.get(keys.METRICS, MetricRecord())
-            record.trained.append({"site": name, **{k: float(v) for k, v in metrics.items()}})
-            usable.append(msg)
+            name, problem = self._screen(msg, server_round)
+            if problem is None:
+                metrics = msg.content.metric_records.get(keys.METRICS, MetricRecord())
+                record.trained.append({"site": name, **{k: float(v) for k, v in metrics.items()}})
+                usable.append(msg)
+            elif "declined" in problem:
+                record.declined.append({"site": name, "reason": problem["declined"]})
+            elif msg.has_error():
+                record.failed.append({"node": msg.metadata.src_node_id, "error": problem["failed"]})
+            else:
+                record.failed.append({"site": name, "error": problem["failed"]})
         result = super().aggregate_train(server_round, usable)  # type: ignore[misc]
         record.privacy = dict(getattr(self, "last_round", {}))
         return result
@@ -174,16 +187,24 @@ def create_strategy(run: RunSettings, out_dir: str | Path = ".") -> Strategy:
         kwargs["proximal_mu"] = run.proximal_mu
     elif base is FedAdam:
         kwargs.update(eta=run.server_learning_rate, eta_l=run.learning_rate)
+    pooling = (PoolingMixin,) if run.share != "weights" else ()
     if run.dp == "central":
-        strategy = _central_dp(run, base, kwargs, out_dir)
+        strategy = _central_dp(run, base, kwargs, out_dir, pooling)
     else:
-        strategy = type(f"Recording{base.__name__}", (SiteLedgerMixin, base), {})(**kwargs)
+        name = f"Recording{'Pooling' if pooling else ''}{base.__name__}"
+        strategy = type(name, (*pooling, SiteLedgerMixin, base), {})(**kwargs)
+    if pooling:
+        strategy.run = run
+        strategy.pool = SyntheticPool(out_dir)
+        strategy.timeout = run.round_timeout
     strategy.rounds = {}
     strategy.node_wait_timeout = run.round_timeout
     return strategy
 
 
-def _central_dp(run: RunSettings, base: type[Strategy], kwargs: dict, out_dir) -> Strategy:
+def _central_dp(
+    run: RunSettings, base: type[Strategy], kwargs: dict, out_dir, pooling: tuple
+) -> Strategy:
     """``base`` (unweighted) inside Flower's server-side clipping, with per-site ε."""
     from common.accountant import gaussian_noise_for_epsilon
     from server.central_dp import CentralDP, CentralDPAccountant
@@ -192,7 +213,7 @@ def _central_dp(run: RunSettings, base: type[Strategy], kwargs: dict, out_dir) -
     noise = run.dp_noise_multiplier or gaussian_noise_for_epsilon(
         run.dp_epsilon, run.dp_delta, run.num_server_rounds
     )
-    cls = type(f"RecordingCentralDP{base.__name__}", (SiteLedgerMixin, CentralDP), {})
+    cls = type(f"RecordingCentralDP{base.__name__}", (*pooling, SiteLedgerMixin, CentralDP), {})
     strategy = cls(
         inner,
         noise_multiplier=noise,

@@ -1,0 +1,167 @@
+"""What a hospital does when asked for synthetic pairs: train its generator, sample, gate.
+
+The site's diffusion model (:mod:`common.diffusion`) is trained once on the site's
+training split and kept in ``STATE/synth/diffusion.pt`` with a fingerprint of the data
+and settings it was trained on; later releases sample from it with a new seed (under
+DP, sampling again is post-processing and spends no more ε). Every sample passes the
+memorisation gate (:mod:`common.memorisation`) against the training split, with the
+site's validation split as the held-out reference, before it may leave.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from client.task import Declined, load_site, site_seed
+from common.config import RunSettings, SiteSettings
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = Path("synth") / "diffusion.pt"
+
+
+@dataclass
+class SynthResult:
+    """Released pairs and what the site may say about them."""
+
+    images: np.ndarray  # (k, S, S) float16 in [0, 1]
+    masks: np.ndarray  # (k, S, S) uint8
+    gate: dict  # common.memorisation.GateResult.summary()
+    train_seconds: float
+    sample_seconds: float
+    trained_now: bool
+    dp: dict | None = None
+
+
+def _fingerprint(train, settings, dp_mode: str) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([settings.to_json(), dp_mode], sort_keys=True).encode())
+    for case in sorted(str(c) for c in train.cases):
+        h.update(case.encode())
+    h.update(np.ascontiguousarray(train.images).tobytes())
+    return h.hexdigest()[:24]
+
+
+def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) -> SynthResult:
+    """Train (or reuse) the site's generator, sample ``synth-n`` pairs and gate them.
+
+    Args:
+        site: this hospital's settings.
+        run: the consortium's settings (``synth-*``, ``dp-*``, ``seed``).
+        server_round: the round asking (seeds the samples).
+
+    Returns:
+        :class:`SynthResult` with only the pairs that passed the gate.
+
+    Raises:
+        Declined: no usable data, or DP over the site's budget.
+    """
+    from common import diffusion
+    from common.memorisation import gate
+
+    dp = run.dp_settings(site)
+    if dp.budget and not dp.enabled:
+        raise Declined(
+            f"this site has a privacy budget (max-epsilon={dp.budget:g}) and releases only "
+            f"under local differential privacy (dp=local), but the run has dp={dp.mode}"
+        )
+    train, val = load_site(site, run)
+    settings = run.diffusion_settings()
+    path = site.state_path / MODEL_FILE
+    fingerprint = _fingerprint(train, settings, dp.mode)
+    model, dp_record, train_seconds, trained_now = None, None, 0.0, False
+    if path.exists():
+        model, _, meta = diffusion.load(path)
+        if meta.get("fingerprint") != fingerprint:
+            model = None  # other data or settings: train again
+    if model is None:
+        model, dp_record, train_seconds = _train(site, run, train, settings, dp)
+        diffusion.save(path, model, settings, {"fingerprint": fingerprint, "dp": dp_record})
+        trained_now = True
+    start = time.perf_counter()
+    seed = run.seed * 100_003 + server_round * 1009 + site_seed(site)
+    images, masks = diffusion.sample(model, settings, run.synth_n, seed=seed)
+    verdict = gate(images, train.images, val.images, quantile=run.synth_gate_quantile)
+    keep = verdict.keep
+    logger.info(
+        "synthetic release: %d generated, %d dropped by the memorisation gate",
+        len(keep),
+        int((~keep).sum()),
+    )
+    return SynthResult(
+        images=images[keep].astype(np.float16),
+        masks=masks[keep],
+        gate=verdict.summary(),
+        train_seconds=train_seconds,
+        sample_seconds=time.perf_counter() - start,
+        trained_now=trained_now,
+        dp=dp_record,
+    )
+
+
+def _train(site: SiteSettings, run: RunSettings, train, settings, dp):
+    """Train the generator (DP-SGD under ``dp=local``, within the site's budget)."""
+    from common import diffusion
+
+    model = diffusion.create_model(settings)
+    plan = accountant = None
+    if dp.enabled:
+        plan, accountant = _plan(site, dp, len(train), settings)
+    ema, stats = diffusion.train_diffusion(
+        model, train.images.astype(np.float32), train.masks, settings, dp=plan
+    )
+    record = None
+    if plan is not None:
+        before = accountant.epsilon(plan.delta)
+        accountant.record(plan.step)
+        accountant.save(site.state_dir)
+        total = accountant.epsilon(plan.delta)
+        record = {
+            "mechanism": "dp-sgd (diffusion model)",
+            "noise_multiplier": plan.step.noise_multiplier,
+            "sample_rate": plan.step.sample_rate,
+            "steps": plan.step.steps,
+            "steps_taken": stats.steps,
+            "max_grad_norm": plan.max_grad_norm,
+            "accountant": plan.accountant,
+            "delta": plan.delta,
+            "epsilon_round": total - before,
+            "epsilon_total": total,
+            "budget": dp.budget or None,
+        }
+    return ema, record, stats.seconds
+
+
+def _plan(site: SiteSettings, dp, n_train: int, settings):
+    """The generator's DP-SGD plan (noise for dp-epsilon over its whole training)."""
+    from common.accountant import SiteAccountant
+    from common.dp import plan_round
+    from common.errors import ConfigError
+
+    batches = math.ceil(n_train / settings.batch_size)
+    epochs = max(1, math.ceil(settings.train_steps / batches))
+    try:
+        # trained once: the target ε covers this one training, not num-server-rounds
+        plan = plan_round(
+            replace(dp, rounds=1), n_train, settings.batch_size, epochs, site.state_dir
+        )
+        accountant = SiteAccountant.load(site.state_dir, dp.accountant)
+    except ConfigError as exc:
+        raise Declined(str(exc)) from None
+    spent = accountant.epsilon(dp.delta)
+    after = accountant.epsilon_after(plan.step, dp.delta)
+    if dp.budget and after > dp.budget:
+        raise Declined(
+            f"privacy budget: training the generator would bring the site's epsilon from "
+            f"{spent:.2f} to {after:.2f}, over its max-epsilon={dp.budget:g} "
+            f"(delta={dp.delta:g})"
+        )
+    return plan, accountant

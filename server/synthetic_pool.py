@@ -1,0 +1,232 @@
+"""Synthetic sharing at the server: collect gated pairs from sites, train on the pool.
+
+With ``share=synthetic`` or ``share=both`` the server asks every site for synthetic
+image+mask pairs in round 1 (and every ``synth-every`` rounds after), through a
+``train.synthesize`` message. Each reply is verified against its signed ledger entry
+like any release; its pairs join the pool (a site's newest release replaces its older
+one). Then, every round:
+
+* ``synthetic``: the global model trains ``server-epochs`` epochs on the pool at the
+  server, starting from the previous round's model; no weights leave any site;
+* ``both``: the sites' weights are averaged as usual, then the average is fine-tuned for
+  ``server-epochs`` epochs on the pool.
+
+The held-out evaluation is the same as in weights mode. The pool's quality against the
+server's held-out real images (Fréchet distance, MS-SSIM diversity, mask statistics and
+a grid of pairs) goes to ``OUT/synthetic/quality.json`` and the run report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+
+from common import keys
+from common.config import RunSettings
+
+logger = logging.getLogger(__name__)
+
+
+class SyntheticPool:
+    """The latest synthetic release of every site.
+
+    Args:
+        out_dir: the run folder; the pool is saved to ``synthetic/pool.npz`` there.
+    """
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.dir = Path(out_dir) / "synthetic"
+        self.releases: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(images) for images, _ in self.releases.values())
+
+    def add(self, site: str, images: np.ndarray, masks: np.ndarray) -> None:
+        """Put ``site``'s release in the pool (replacing its previous one)."""
+        if images.shape != masks.shape or images.ndim != 3:
+            raise ValueError(
+                f"synthetic release of {site!r}: images {images.shape} and masks "
+                f"{masks.shape} must be equal (k, S, S) shapes"
+            )
+        self.releases[site] = (images.astype(np.float32), (masks > 0).astype(np.uint8))
+
+    def site_arrays(self, image_size: int):
+        """The pool as :class:`common.intake.SiteArrays` at ``image_size`` (vendor: site)."""
+        import torch
+        import torch.nn.functional as F
+
+        from common.intake import SiteArrays
+
+        images, masks, vendors = [], [], []
+        for site, (im, mk) in sorted(self.releases.items()):
+            if not len(im):
+                continue
+            x = torch.as_tensor(im)[:, None]
+            m = torch.as_tensor(mk.astype(np.float32))[:, None]
+            if x.shape[-1] != image_size:
+                x = F.interpolate(x, size=(image_size, image_size), mode="bilinear")
+                m = F.interpolate(m, size=(image_size, image_size), mode="bilinear")
+            images.append(x[:, 0].clamp(0, 1).numpy().astype(np.float16))
+            masks.append((m[:, 0] > 0.5).numpy().astype(np.uint8))
+            vendors += [f"synthetic ({site})"] * len(im)
+        n = len(vendors)
+        shape = (0, image_size, image_size)
+        return SiteArrays(
+            images=np.concatenate(images) if images else np.zeros(shape, np.float16),
+            masks=np.concatenate(masks) if masks else np.zeros(shape, np.uint8),
+            vendors=np.asarray(vendors, dtype=str),
+            cases=np.asarray([f"synthetic-{i}" for i in range(n)], dtype=str),
+            masks2=np.zeros((n, image_size, image_size), np.uint8),
+            has_mask2=np.zeros(n, bool),
+            fov=np.ones((n, image_size, image_size), np.uint8),
+        )
+
+    def save(self) -> Path:
+        """Write the pool to ``synthetic/pool.npz`` (images, masks, site of each pair)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        sites = [s for s, (im, _) in sorted(self.releases.items()) for _ in range(len(im))]
+        parts = [v for _, v in sorted(self.releases.items())]
+        path = self.dir / "pool.npz"
+        np.savez_compressed(
+            path,
+            images=np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 1, 1)),
+            masks=np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 1, 1)),
+            sites=np.asarray(sites, dtype=str),
+        )
+        return path
+
+
+def request_messages(grid, server_round: int) -> list[Message]:
+    """One ``train.synthesize`` message per connected site."""
+    config = ConfigRecord({keys.SERVER_ROUND: server_round})
+    return [
+        Message(
+            content=RecordDict({keys.CONFIG: config}),
+            message_type=f"train.{keys.SYNTHESIZE}",
+            dst_node_id=node,
+        )
+        for node in grid.get_node_ids()
+    ]
+
+
+def train_on_pool(state_dict: dict, pool, run: RunSettings, server_round: int) -> tuple[dict, dict]:
+    """Train the global model on the pool for ``server-epochs`` epochs.
+
+    Args:
+        state_dict: the global weights (torch tensors or numpy arrays by name).
+        pool: :class:`common.intake.SiteArrays` from :meth:`SyntheticPool.site_arrays`.
+        run: run settings (network, batch size, learning rate, augmentation, seed).
+        server_round: seeds the augmentation.
+
+    Returns:
+        ``(new state dict, {"examples", "loss", "seconds"})``.
+    """
+    import torch
+
+    from common.networks import create_network
+    from common.training import train
+
+    model = create_network(run.network)
+    model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state_dict.items()})
+    settings = run.train_settings(server_round, site_seed=7919)
+    settings = type(settings)(**{**settings.__dict__, "epochs": run.server_epochs})
+    stats = train(model, pool, settings)
+    info = {"examples": len(pool), "loss": stats.loss, "seconds": stats.seconds}
+    return {k: v.detach() for k, v in model.state_dict().items()}, info
+
+
+def write_quality(pool: SyntheticPool, reference) -> dict:
+    """Quality of the pool against real reference pairs: ``synthetic/quality.json`` and
+    ``synthetic/pairs.png`` (see :mod:`common.synth_quality`)."""
+    from common.synth_quality import pair_grid_png, quality_summary
+
+    images = np.concatenate([im for im, _ in pool.releases.values()])
+    masks = np.concatenate([mk for _, mk in pool.releases.values()])
+    real_images = reference.images.astype(np.float32)
+    summary = quality_summary(real_images, reference.masks, images, masks)
+    summary["per_site"] = {s: len(im) for s, (im, _) in sorted(pool.releases.items())}
+    pool.dir.mkdir(parents=True, exist_ok=True)
+    (pool.dir / "quality.json").write_text(json.dumps(summary, indent=1))
+    rng = np.random.default_rng(0)
+    pick = rng.permutation(len(images))[:16]
+    real_pick = rng.permutation(len(real_images))[:16]
+    png = pair_grid_png(
+        real_images[real_pick], reference.masks[real_pick], images[pick], masks[pick]
+    )
+    (pool.dir / "pairs.png").write_bytes(png)
+    return summary
+
+
+class PoolingMixin:
+    """Synthetic sharing around a recording strategy (see the module doc).
+
+    Goes before :class:`server.strategies.SiteLedgerMixin` in the bases; reads
+    ``self.run`` (:class:`RunSettings`), ``self.pool`` and ``self.timeout``.
+    """
+
+    run: RunSettings
+    pool: SyntheticPool
+    timeout: float = 600.0
+    reference = None  # the held-out SiteArrays, to measure the pool's quality against
+
+    def configure_train(self, server_round, arrays: ArrayRecord, config, grid):
+        self._current = arrays
+        if self.run.synth_due(server_round):
+            self._collect(server_round, grid)
+        if self.run.share == "synthetic":
+            return []  # no site trains weights
+        return super().configure_train(server_round, arrays, config, grid)  # type: ignore[misc]
+
+    def _collect(self, server_round: int, grid) -> None:
+        from server.strategies import RoundRecord
+
+        self._wait_for_sites(grid, self.run.min_sites)  # type: ignore[attr-defined]
+        messages = request_messages(grid, server_round)
+        record = self.rounds.setdefault(server_round, RoundRecord())  # type: ignore[attr-defined]
+        start = time.monotonic()
+        replies = list(grid.send_and_receive(messages, timeout=self.timeout))
+        for msg in replies:
+            name, problem = self._screen(msg, server_round)  # type: ignore[attr-defined]
+            if problem is not None:
+                record.synthetic.append({"site": name, **problem})
+                continue
+            arrays = msg.content[keys.ARRAYS]
+            images, masks = arrays[keys.SYNTH_IMAGES].numpy(), arrays[keys.SYNTH_MASKS].numpy()
+            self.pool.add(name, images, masks)
+            metrics = msg.content.metric_records.get(keys.METRICS, MetricRecord())
+            record.synthetic.append({"site": name, **{k: float(v) for k, v in metrics.items()}})
+        missing = len(messages) - len(replies)
+        if missing:
+            record.synthetic.append({"site": f"{missing} site(s)", "failed": "no reply in time"})
+        self.pool.save()
+        if self.reference is not None and len(self.pool) >= 2:
+            write_quality(self.pool, self.reference)
+        logger.info(
+            "round %d: synthetic pool holds %d pairs from %d site(s) (%.0f s)",
+            server_round,
+            len(self.pool),
+            len(self.pool.releases),
+            time.monotonic() - start,
+        )
+
+    def aggregate_train(self, server_round: int, replies):
+        from server.strategies import RoundRecord
+
+        if self.run.share == "synthetic":
+            record = self.rounds.setdefault(server_round, RoundRecord())  # type: ignore[attr-defined]
+            record.seconds = 0.0
+            arrays, metrics = self._current, MetricRecord({})
+        else:
+            arrays, metrics = super().aggregate_train(server_round, replies)  # type: ignore[misc]
+        if arrays is None or len(self.pool) == 0 or self.run.server_epochs == 0:
+            return arrays, metrics
+        pool = self.pool.site_arrays(self.run.image_size)
+        state, info = train_on_pool(arrays.to_torch_state_dict(), pool, self.run, server_round)
+        self.rounds[server_round].server_training = info  # type: ignore[attr-defined]
+        logger.info("round %d: %s", server_round, json.dumps(info))
+        return ArrayRecord(state), metrics
