@@ -1,0 +1,93 @@
+"""Synthetic sharing on the Deployment Engine: sites release gated pairs, never weights.
+
+Three SuperNodes with share=synthetic: each trains its (tiny) diffusion model, releases
+the pairs that pass its memorisation gate with a signed ledger entry, and the server
+trains the global model on the pool and evaluates it on the held-out set as usual.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from common import audit, ledger, site_keys
+from deploy.local import LocalConsortium, SiteNode
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_synthetic_mode_end_to_end(tiny_consortium, tmp_path):
+    data, _ = tiny_consortium
+    out = tmp_path / "run"
+    states = {i: tmp_path / f"state-{i}" for i in (1, 2, 3)}
+    for i in (1, 2, 3):
+        site_keys.register(
+            tmp_path / "registry", f"site-{i}", site_keys.load_or_create(states[i])[1]
+        )
+    config = {
+        "num-server-rounds": 2,
+        "image-size": 32,
+        "min-sites": 3,
+        "round-timeout": 300.0,
+        "eval-dir": str(data / "heldout"),
+        "out-dir": str(out),
+        "registry": str(tmp_path / "registry"),
+        "share": "synthetic",
+        "synth-config": "tiny",
+        "synth-n": 6,
+        "server-epochs": 1,
+    }
+    nodes = [
+        SiteNode(
+            f"site-{i}",
+            {
+                "site-name": f"site-{i}",
+                "data-dir": str(data / f"site-{i}"),
+                "state-dir": str(states[i]),
+                "val-fraction": 0.5,  # enough held-out images for the gate's own thresholds
+            },
+            trainer=i == 1,
+        )
+        for i in (1, 2, 3)
+    ]
+    with LocalConsortium(tmp_path / "flwr", nodes) as consortium:
+        status = consortium.wait(consortium.submit(config), timeout=900)
+    assert status["status"] == "finished:completed", status
+
+    rounds = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    releases = {x["site"]: x for x in rounds[1]["sites"]["synthetic"]}
+    assert sorted(releases) == ["site-1", "site-2", "site-3"]
+    for x in releases.values():
+        assert x["synthetic-generated"] == 6
+        assert x["synthetic-released"] + x["synthetic-dropped"] == 6
+    assert "synthetic" not in rounds[2]["sites"]  # released once (synth-every=0)
+    for r in rounds[1:]:
+        assert r["sites"]["trained"] == []  # no site trained or sent weights
+        assert r["sites"]["server-training"]["examples"] == sum(
+            x["synthetic-released"] for x in releases.values()
+        )
+        assert 0.0 <= r["heldout"]["overall"]["dice"] <= 1.0
+
+    pool = np.load(out / "synthetic" / "pool.npz")
+    assert pool["images"].shape == pool["masks"].shape and pool["images"].shape[1:] == (16, 16)
+    assert set(np.unique(pool["masks"])) <= {0, 1}
+    quality = json.loads((out / "synthetic" / "quality.json").read_text())
+    assert quality["n_synthetic"] == len(pool["images"]) and "frechet_distance" in quality
+    html = (out / "report.html").read_text()
+    assert "Synthetic data" in html and "memorisation gate" in html
+
+    # What left each site: synthetic pairs only, each with its gate counts, all verified.
+    site_ledgers = [states[i] / ledger.LEDGER_FILE for i in (1, 2, 3)]
+    for path in site_ledgers:
+        entries = ledger.read_lines(path)
+        assert [e["kind"] for e in entries] == ["synthetic"]
+        gate = entries[0]["release"]["gate"]
+        assert gate["generated"] == 6
+        assert gate["released"] == gate["generated"] - gate["dropped"]
+        assert entries[0]["release"]["tensors"] == 2  # images and masks
+    registry = site_keys.load_registry(tmp_path / "registry")
+    consortium_ledger = out / "ledger" / "consortium.jsonl"
+    assert audit.verify([*site_ledgers, consortium_ledger], registry) == ([], [])
