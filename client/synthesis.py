@@ -74,18 +74,7 @@ def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) ->
             f"under local differential privacy (dp=local), but the run has dp={dp.mode}"
         )
     train, val = load_site(site, run)
-    settings = run.diffusion_settings()
-    path = site.state_path / MODEL_FILE
-    fingerprint = _fingerprint(train, settings, dp.mode)
-    model, dp_record, train_seconds, trained_now = None, None, 0.0, False
-    if path.exists():
-        model, _, meta = diffusion.load(path)
-        if meta.get("fingerprint") != fingerprint:
-            model = None  # other data or settings: train again
-    if model is None:
-        model, dp_record, train_seconds = _train(site, run, train, settings, dp)
-        diffusion.save(path, model, settings, {"fingerprint": fingerprint, "dp": dp_record})
-        trained_now = True
+    model, settings, trained_dp, train_seconds, trained_now = ensure_generator(site, run, train)
     start = time.perf_counter()
     seed = run.seed * 100_003 + server_round * 1009 + site_seed(site)
     images, masks = diffusion.sample(model, settings, run.synth_n, seed=seed)
@@ -103,11 +92,74 @@ def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) ->
         train_seconds=train_seconds,
         sample_seconds=time.perf_counter() - start,
         trained_now=trained_now,
-        dp=dp_record,
+        dp=_release_dp(site, trained_dp),
     )
 
 
-def _train(site: SiteSettings, run: RunSettings, train, settings, dp):
+def _release_dp(site: SiteSettings, trained: dict | None) -> dict | None:
+    """The ledger's DP record for a release from a generator trained under ``trained``.
+
+    The first release from a DP-trained generator carries its DP-SGD record (that is when
+    the ledger learns of the ε its training spent); later releases are post-processing
+    of the same model and spend nothing. ``epsilon_total`` is the site's total now.
+    """
+    from common import ledger
+    from common.accountant import SiteAccountant
+
+    if trained is None:
+        return None
+    total = SiteAccountant.load(site.state_dir, trained["accountant"]).epsilon(trained["delta"])
+    path = site.state_path / ledger.LEDGER_FILE
+    seen = path.exists() and any(
+        (e.get("dp") or {}).get("generator") == trained["generator"]
+        for e in ledger.read_lines(path)
+    )
+    if not seen:
+        return {**trained, "epsilon_total": total}
+    return {
+        "mechanism": "post-processing",
+        "generator": trained["generator"],
+        "delta": trained["delta"],
+        "accountant": trained["accountant"],
+        "budget": trained.get("budget"),
+        "epsilon_round": 0.0,
+        "epsilon_total": total,
+    }
+
+
+def ensure_generator(site: SiteSettings, run: RunSettings, train=None, progress=None):
+    """The site's trained generator: loaded if it matches the data and settings, else trained.
+
+    Args:
+        site: this hospital's settings.
+        run: the consortium's settings.
+        train: the site's training split (loaded if ``None``).
+        progress: ``progress(step, total)`` while training.
+
+    Returns:
+        ``(model, settings, dp record or None, training seconds, trained now?)``.
+    """
+    from common import diffusion
+
+    if train is None:
+        train, _ = load_site(site, run)
+    dp = run.dp_settings(site)
+    settings = run.diffusion_settings()
+    path = site.state_path / MODEL_FILE
+    fingerprint = _fingerprint(train, settings, dp.mode)
+    if path.exists():
+        model, _, meta = diffusion.load(path)
+        if meta.get("fingerprint") == fingerprint:
+            return model, settings, meta.get("dp"), 0.0, False
+    model, dp_record, seconds = _train(site, train, settings, dp, progress)
+    if dp_record is not None:
+        dp_record["generator"] = fingerprint  # ties later releases to this training
+    meta = {"fingerprint": fingerprint, "dp": dp_record, "train_seconds": seconds}
+    diffusion.save(path, model, settings, meta)
+    return model, settings, dp_record, seconds, True
+
+
+def _train(site: SiteSettings, train, settings, dp, progress=None):
     """Train the generator (DP-SGD under ``dp=local``, within the site's budget)."""
     from common import diffusion
 
@@ -116,7 +168,7 @@ def _train(site: SiteSettings, run: RunSettings, train, settings, dp):
     if dp.enabled:
         plan, accountant = _plan(site, dp, len(train), settings)
     ema, stats = diffusion.train_diffusion(
-        model, train.images.astype(np.float32), train.masks, settings, dp=plan
+        model, train.images.astype(np.float32), train.masks, settings, dp=plan, progress=progress
     )
     record = None
     if plan is not None:
@@ -125,7 +177,8 @@ def _train(site: SiteSettings, run: RunSettings, train, settings, dp):
         accountant.save(site.state_dir)
         total = accountant.epsilon(plan.delta)
         record = {
-            "mechanism": "dp-sgd (diffusion model)",
+            "mechanism": "dp-sgd",
+            "model": "diffusion",
             "noise_multiplier": plan.step.noise_multiplier,
             "sample_rate": plan.step.sample_rate,
             "steps": plan.step.steps,

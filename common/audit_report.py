@@ -56,8 +56,8 @@ def summarise(paths: list[str | Path]) -> list[SiteSummary]:
                 s.epsilon = dp["epsilon_total"] if s.epsilon is not None else None
                 s.delta, s.budget, s.accountant = dp["delta"], dp.get("budget"), dp["accountant"]
                 s.curve.append((len(s.curve) + 1, dp["epsilon_total"]))
-            elif entry["kind"] == "weights":
-                s.epsilon = None  # weights without DP: no finite ε covers this site
+            elif entry["kind"] in ("weights", "synthetic"):
+                s.epsilon = None  # a release without DP: no finite ε covers this site
         out.append(s)
     return out
 

@@ -6,6 +6,8 @@ fedsynth demo                       a whole consortium on this machine, end to e
 fedsynth simulate                   the same apps on Flower's Simulation Engine
 fedsynth baselines                  local-only and centralised references for a run
 fedsynth report RUN_DIR             re-render a run's HTML report
+fedsynth synth train | sample       a site's generator of synthetic pairs, and a look at it
+fedsynth audit verify | report | recompute    the privacy ledgers
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deploy import privacy_cli
+from deploy.synth_cli import synth_app
 from deploy.views import print_intake, progress_bar
 
 app = typer.Typer(
@@ -29,6 +32,7 @@ site_app = typer.Typer(no_args_is_help=True, help="What a hospital runs on its o
 app.add_typer(site_app, name="site")
 app.add_typer(privacy_cli.server_app, name="server")
 app.add_typer(privacy_cli.audit_app, name="audit")
+app.add_typer(synth_app, name="synth")
 site_app.command("keygen")(privacy_cli.keygen)
 console = Console()
 

@@ -74,6 +74,23 @@ def _ensure_data(data: Path, n_sites: int, cases_per_site: int, console: Console
         )
 
 
+def pretrain_generator(site: SiteSettings, run: RunSettings, console: Console) -> float:
+    """Train a site's generator before the run, as a hospital does with ``fedsynth synth
+    train`` (a round then only samples from it); returns the training seconds (0: reused)."""
+    from client.synthesis import ensure_generator
+
+    with progress_bar(console) as bar:
+        task = bar.add_task(f"{site.site_name}: diffusion model", total=None)
+        _, settings, _, seconds, trained = ensure_generator(
+            site, run, progress=lambda step, total: bar.update(task, completed=step, total=total)
+        )
+    if trained:
+        console.print(
+            f"{site.site_name}: generator trained, {settings.train_steps} steps in {seconds:.0f} s"
+        )
+    return seconds
+
+
 def _prepare(data: Path, state: Path, label: str, image_size: int, console: Console):
     with progress_bar(console) as bar:
         task = bar.add_task(f"intake {label}", total=None)

@@ -14,9 +14,16 @@ from pathlib import Path
 from rich.console import Console
 
 from common import site_keys
-from common.config import RunSettings
+from common.config import RunSettings, SiteSettings
 from common.report import render
-from deploy.demo import _ensure_data, _follow, _prepare, default_run_config, parse_overrides
+from deploy.demo import (
+    _ensure_data,
+    _follow,
+    _prepare,
+    default_run_config,
+    parse_overrides,
+    pretrain_generator,
+)
 from deploy.local import LocalConsortium
 
 
@@ -70,6 +77,9 @@ def run_simulation(
         )
         state = workdir / "state" / site["name"]
         site_keys.register(run.registry, site["name"], site_keys.load_or_create(state)[1])
+        if run.share != "weights":
+            virtual = SiteSettings(str(data / site["dir"]), str(state), site["name"])
+            pretrain_generator(virtual, run, console)
     _prepare(data / "heldout", run_dir / "heldout-state", "held-out set", run.image_size, console)
     with LocalConsortium(workdir / "flwr", [], simulation=True) as engine:
         run_id = engine.submit(config, federation_config={"num-supernodes": n_sites})
