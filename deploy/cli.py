@@ -257,12 +257,15 @@ def demo(
     local_epochs: int = typer.Option(None, help="Local epochs per round (default: pyproject)."),
     baselines: bool = typer.Option(True, help="Also train local-only and centralised models."),
     trainers: bool = typer.Option(True, help="Start a warm site trainer beside each SuperNode."),
+    share: str = typer.Option(
+        "weights", help="What sites share: weights, synthetic (gated image+mask pairs) or both."
+    ),
     run_config: str = typer.Option("", help="Extra run_config overrides, 'k=v k2=v2'."),
 ) -> None:
     """Run a whole consortium on this machine: SuperLink, one SuperNode per site, report."""
     from deploy.demo import run_demo
 
-    overrides = {"num-server-rounds": rounds}
+    overrides = {"num-server-rounds": rounds, "share": share}
     if local_epochs is not None:
         overrides["local-epochs"] = local_epochs
     report = run_demo(

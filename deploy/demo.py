@@ -169,6 +169,9 @@ def run_demo(
         _prepare(workdir / "data" / site["dir"], state, site["name"], run.image_size, console)
         if run.registry:  # the coordinator registers each site's ledger key
             site_keys.register(run.registry, site["name"], site_keys.load_or_create(state)[1])
+        if run.share != "weights":  # each hospital trains its generator before the run
+            data_dir = str(workdir / "data" / site["dir"])
+            pretrain_generator(SiteSettings(data_dir, str(state), site["name"]), run, console)
         nodes.append(
             SiteNode(
                 site["name"],
