@@ -55,6 +55,9 @@ class RunSettings:
     strategy: str = "fedavg"
     proximal_mu: float = 0.01
     server_learning_rate: float = 0.05
+    trim_beta: float = 0.2
+    krum_byzantine: int = 0
+    update_norm_factor: float = 10.0
     min_sites: int = 2
     round_timeout: float = 600.0
     fraction_evaluate: float = 0.0
@@ -111,6 +114,11 @@ class RunSettings:
             self.diffusion_settings()  # fail early on a bad synth-config
         if self.num_server_rounds < 1:
             raise ConfigError(f"num-server-rounds must be >= 1, got {self.num_server_rounds}")
+        if not 0 <= self.trim_beta < 0.5 or self.krum_byzantine < 0 or self.update_norm_factor < 0:
+            raise ConfigError(
+                "trim-beta must be in [0, 0.5), krum-byzantine and update-norm-factor >= 0; got "
+                f"{self.trim_beta}, {self.krum_byzantine}, {self.update_norm_factor}"
+            )
         if self.min_sites < 1:
             raise ConfigError(f"min-sites must be >= 1, got {self.min_sites}")
         if self.round_timeout <= 0:

@@ -192,6 +192,11 @@ def render(run_dir: Path) -> Path:
                 f"<tr class=warn><td>{r['round']}</td><td>{esc(str(d['site']))}</td>"
                 f"<td colspan=5>declined: {esc(d['reason'])}</td></tr>"
             )
+        for x in s.get("rejected", []):
+            site_rows.append(
+                f"<tr class=warn><td>{r['round']}</td><td>{esc(str(x['site']))}</td>"
+                f"<td colspan=5>update rejected before aggregation: {esc(x['reason'])}</td></tr>"
+            )
         for f in s.get("failed", []):
             who = esc(str(f["site"])) if "site" in f else f"node {f.get('node')}"
             site_rows.append(

@@ -17,12 +17,21 @@ from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, Strategy
+from flwr.serverapp.strategy import (
+    FedAdam,
+    FedAvg,
+    FedMedian,
+    FedProx,
+    FedTrimmedAvg,
+    Krum,
+    Strategy,
+)
 
 from common import keys
 from common.config import RunSettings
 from common.errors import ConfigError
 from server.synthetic_pool import PoolingMixin, SyntheticPool
+from server.update_checks import check_updates
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +45,7 @@ class RoundRecord:
     """What happened to each site in one round."""
 
     trained: list[dict] = field(default_factory=list)  # site name + metrics
+    rejected: list[dict] = field(default_factory=list)  # site name + why its update was unsafe
     declined: list[dict] = field(default_factory=list)  # site name + reason
     failed: list[dict] = field(default_factory=list)  # node id + error
     asked: int = 0
@@ -51,7 +61,12 @@ class RoundRecord:
             "trained": self.trained,
             "declined": self.declined,
             "failed": self.failed,
-            "missing": self.asked - len(self.trained) - len(self.declined) - len(self.failed),
+            "rejected": self.rejected,
+            "missing": self.asked
+            - len(self.trained)
+            - len(self.declined)
+            - len(self.failed)
+            - len(self.rejected),
             "seconds": self.seconds,
             **({"central-dp": self.privacy} if self.privacy else {}),
             **({"synthetic": self.synthetic} if self.synthetic else {}),
@@ -63,6 +78,7 @@ class SiteLedgerMixin:
     """Bounded waiting for sites and a per-round record of every reply (see module doc)."""
 
     node_wait_timeout: float = 600.0
+    norm_factor: float = 10.0  # server.update_checks: largest update norm / median of others
     rounds: dict[int, RoundRecord]
     verifier = None  # a server.releases.ReleaseVerifier, or None (no ledger checks)
 
@@ -83,6 +99,7 @@ class SiteLedgerMixin:
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         self._wait_for_sites(grid, self.min_available_nodes)  # type: ignore[attr-defined]
+        self._sent = arrays  # the global model the updates are checked against
         messages = list(super().configure_train(server_round, arrays, config, grid))  # type: ignore[misc]
         self.rounds.setdefault(server_round, RoundRecord()).asked = len(messages)
         self._round_start = time.monotonic()
@@ -126,9 +143,28 @@ class SiteLedgerMixin:
                 record.failed.append({"node": msg.metadata.src_node_id, "error": problem["failed"]})
             else:
                 record.failed.append({"site": name, "error": problem["failed"]})
+        usable = self._safe_updates(usable, record, server_round)
         result = super().aggregate_train(server_round, usable)  # type: ignore[misc]
         record.privacy = dict(getattr(self, "last_round", {}))
         return result
+
+    def _safe_updates(self, usable: list[Message], record: RoundRecord, server_round: int):
+        """``usable`` without the updates :mod:`server.update_checks` rejects."""
+        sent = getattr(self, "_sent", None)
+        if sent is None or not usable:
+            return usable
+        reference = {k: sent[k].numpy() for k in sent.keys()}
+        named = {}
+        for msg in usable:
+            name = str(msg.content[keys.SITE][keys.SITE_NAME])
+            arrays = msg.content.array_records.get(keys.ARRAYS)
+            named[name] = {k: arrays[k].numpy() for k in arrays.keys()} if arrays else {}
+        rejected = check_updates(named, reference, self.norm_factor)
+        for name, why in rejected.items():
+            record.rejected.append({"site": name, "reason": why})
+            record.trained = [t for t in record.trained if t["site"] != name]
+            logger.warning("round %d: update of %s rejected: %s", server_round, name, why)
+        return [m for m in usable if str(m.content[keys.SITE][keys.SITE_NAME]) not in rejected]
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
         usable = []
@@ -156,7 +192,15 @@ def _common_kwargs(run: RunSettings) -> dict:
     }
 
 
-STRATEGIES: dict[str, type[Strategy]] = {"fedavg": FedAvg, "fedprox": FedProx, "fedadam": FedAdam}
+STRATEGIES: dict[str, type[Strategy]] = {
+    "fedavg": FedAvg,
+    "fedprox": FedProx,
+    "fedadam": FedAdam,
+    # robust to a minority of bad updates (Flower's implementations)
+    "fedmedian": FedMedian,  # coordinate-wise median
+    "fedtrimmedavg": FedTrimmedAvg,  # mean after cutting trim-beta of each tail
+    "krum": Krum,  # the update closest to its n - f - 2 nearest others
+}
 
 
 def create_strategy(run: RunSettings, out_dir: str | Path = ".") -> Strategy:
@@ -187,6 +231,10 @@ def create_strategy(run: RunSettings, out_dir: str | Path = ".") -> Strategy:
         kwargs["proximal_mu"] = run.proximal_mu
     elif base is FedAdam:
         kwargs.update(eta=run.server_learning_rate, eta_l=run.learning_rate)
+    elif base is FedTrimmedAvg:
+        kwargs["beta"] = run.trim_beta
+    elif base is Krum:
+        kwargs["num_malicious_nodes"] = run.krum_byzantine
     pooling = (PoolingMixin,) if run.share != "weights" else ()
     if run.dp == "central":
         strategy = _central_dp(run, base, kwargs, out_dir, pooling)
@@ -199,6 +247,7 @@ def create_strategy(run: RunSettings, out_dir: str | Path = ".") -> Strategy:
         strategy.timeout = run.round_timeout
     strategy.rounds = {}
     strategy.node_wait_timeout = run.round_timeout
+    strategy.norm_factor = run.update_norm_factor
     return strategy
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
-from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
+from flwr.serverapp.strategy import FedAdam, FedAvg, FedMedian, FedProx, FedTrimmedAvg, Krum
 
 from common import keys
 from common.config import RunSettings
@@ -11,7 +11,15 @@ from server.strategies import NotEnoughSites, create_strategy
 
 
 @pytest.mark.parametrize(
-    ("name", "base"), [("fedavg", FedAvg), ("fedprox", FedProx), ("fedadam", FedAdam)]
+    ("name", "base"),
+    [
+        ("fedavg", FedAvg),
+        ("fedprox", FedProx),
+        ("fedadam", FedAdam),
+        ("fedmedian", FedMedian),
+        ("fedtrimmedavg", FedTrimmedAvg),
+        ("krum", Krum),
+    ],
 )
 def test_registry_builds_recording_strategies(name, base):
     s = create_strategy(RunSettings(strategy=name, min_sites=3))
