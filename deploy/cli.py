@@ -8,6 +8,7 @@ fedsynth baselines                  local-only and centralised references for a 
 fedsynth report RUN_DIR             re-render a run's HTML report
 fedsynth synth train | sample       a site's generator of synthetic pairs, and a look at it
 fedsynth audit verify | report | recompute    the privacy ledgers
+fedsynth deploy certs | node-key | register-node   TLS and SuperNode authentication
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deploy import privacy_cli
+from deploy.deploy_cli import deploy_app
 from deploy.synth_cli import synth_app
 from deploy.views import print_intake, progress_bar
 
@@ -33,6 +35,7 @@ app.add_typer(site_app, name="site")
 app.add_typer(privacy_cli.server_app, name="server")
 app.add_typer(privacy_cli.audit_app, name="audit")
 app.add_typer(synth_app, name="synth")
+app.add_typer(deploy_app, name="deploy")
 site_app.command("keygen")(privacy_cli.keygen)
 console = Console()
 

@@ -2,9 +2,11 @@
 
 Used by ``fedsynth demo``, the integration tests and the benchmarks. The processes are
 the same ones a coordinator and the hospitals run (``flower-superlink``,
-``flower-supernode``) on localhost ports, without TLS (the local demo is the one place
-where that is the default), with runtime dependency installation disabled, and each
-with its own ``FLWR_HOME``. Runs are submitted with Flower's own ``flwr run``.
+``flower-supernode``) on localhost ports, with runtime dependency installation disabled,
+and each with its own ``FLWR_HOME``. By default without TLS (the local demo is the one
+place where that is the default); with ``secure=True`` with TLS and SuperNode
+authentication, started by the same entrypoint scripts as the containers. Runs are
+submitted with Flower's own ``flwr run``.
 
 Everything started is stopped on exit, Ctrl-C or failure: SuperNodes first (so they
 unregister), then the SuperLink, each with all its descendants (SuperExec, ServerApp and
@@ -21,21 +23,32 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 CONNECTION = "fedsynth-local"
+ENTRYPOINTS = Path(__file__).resolve().parent / "entrypoints"
 
 
 @dataclass(frozen=True)
 class SiteNode:
-    """One SuperNode to start: its name, node_config, and whether a site trainer runs too."""
+    """One SuperNode to start: its name, node_config, and whether a site trainer runs too.
+
+    With a secure consortium (TLS and node authentication), also: the site's private
+    key (``None``: the consortium makes one and registers it), whether the coordinator
+    registers its public key, the CA certificate the site trusts (``None``: the
+    consortium's), and more environment for the entrypoint script.
+    """
 
     name: str
     node_config: dict
     trainer: bool = False
+    node_key: Path | None = None
+    register: bool = True
+    ca_cert: Path | None = None
+    env: dict = field(default_factory=dict)
 
 
 def app_dir() -> Path:
@@ -153,6 +166,11 @@ class LocalConsortium:
         database: keep the SuperLink's state in ``workdir/superlink.db`` (else in memory).
         simulation: start the SuperLink with Flower's Simulation Engine (virtual
             SuperNodes inside it; ``sites`` should then be empty).
+        secure: TLS and SuperNode authentication, as in a real consortium: a CA and a
+            SuperLink certificate for localhost are made in ``workdir/pki``, every site
+            gets a node key registered with ``flwr supernode register``, and the
+            SuperLink and SuperNodes are started by the container entrypoint scripts
+            (``deploy/entrypoints/``).
 
     Example:
         with LocalConsortium(workdir, sites) as consortium:
@@ -167,18 +185,22 @@ class LocalConsortium:
         poll_interval: float = 0.1,
         database: bool = True,
         simulation: bool = False,
+        secure: bool = False,
     ) -> None:
         self.workdir = Path(workdir)
         self.sites = sites
         self.poll_interval = poll_interval
         self.database = database
         self.simulation = simulation
+        self.secure = secure
+        self.pki = self.workdir / "pki"
+        self.registered: set[str] = set()
         self.port = 0
         self.procs: dict[str, subprocess.Popen] = {}
         self.cli_home = self.workdir / "flwr-cli"
 
     # ------------------------------------------------------------------ processes
-    def _spawn(self, name: str, args: list[str], home: Path) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], home: Path, **extra: str) -> subprocess.Popen:
         home.mkdir(parents=True, exist_ok=True)
         logs = self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -186,6 +208,7 @@ class LocalConsortium:
             FLWR_HOME=str(home),
             FLWR_SUPEREXEC_TASK_POLL_INTERVAL=str(self.poll_interval),
             FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
+            **extra,
         )
         log = open(logs / f"{name}.log", "ab")
         proc = subprocess.Popen(
@@ -204,30 +227,71 @@ class LocalConsortium:
     def start(self) -> LocalConsortium:
         """Start the SuperLink, wait until it listens, then start every SuperNode."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        args = [
-            _bin("flower-superlink"),
-            "--insecure",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--disable-runtime-dependency-installation",
-        ]
-        if self.database:
-            args += ["--database", str(self.workdir / "superlink.db")]
-        if self.simulation:
-            args.append("--simulation")
-        self._spawn("superlink", args, self.workdir / "flwr-homes" / "superlink")
-        self._wait_for(lambda: self._listening(self.port), "superlink")
+        self.port = self.port or free_port()
+        self.start_superlink()
         for site in self.sites:
             self.start_node(site)
+        return self
+
+    def start_superlink(self) -> subprocess.Popen:
+        """Start (or restart, on the same port and database) the SuperLink."""
+        home = self.workdir / "flwr-homes" / "superlink"
+        if self.secure:
+            from deploy.certs import make_certificates
+
+            if not (self.pki / "certs" / "ca.crt").exists():
+                make_certificates(self.pki / "certs", ["localhost", "127.0.0.1"])
+            proc = self._spawn(
+                "superlink",
+                ["bash", str(ENTRYPOINTS / "superlink.sh")],
+                home,
+                FEDSYNTH_CERT_DIR=str(self.pki / "certs"),
+                FEDSYNTH_DATABASE=str(self.workdir / "superlink.db"),
+                FEDSYNTH_HOST="127.0.0.1",
+                FEDSYNTH_PORT=str(self.port),
+            )
+        else:
+            args = [
+                _bin("flower-superlink"),
+                "--insecure",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--disable-runtime-dependency-installation",
+            ]
+            if self.database:
+                args += ["--database", str(self.workdir / "superlink.db")]
+            if self.simulation:
+                args.append("--simulation")
+            proc = self._spawn("superlink", args, home)
+        self._wait_for(lambda: self._listening(self.port), "superlink")
         self.cli_home.mkdir(parents=True, exist_ok=True)
+        security = (
+            f'root-certificates = "{self.pki / "certs" / "ca.crt"}"\n'
+            if self.secure
+            else "insecure = true\n"
+        )
         (self.cli_home / "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n'
-            f'address = "127.0.0.1:{self.port}"\ninsecure = true\n'
+            f'address = "127.0.0.1:{self.port}"\n{security}'
         )
-        return self
+        return proc
+
+    def node_key(self, site: SiteNode) -> Path:
+        """The site's SuperNode private key (made under ``workdir/pki/nodes`` if not given)."""
+        if site.node_key is not None:
+            return Path(site.node_key)
+        from deploy.certs import make_node_key
+
+        key = self.pki / "nodes" / f"{site.name}.key"
+        return key if key.exists() else make_node_key(key.with_suffix(""))
+
+    def register_node(self, public_key: Path, name: str) -> None:
+        """The coordinator's step: register a SuperNode's public key with the SuperLink."""
+        res = self.flwr("supernode", "register", str(public_key), CONNECTION, "--name", name)
+        if res.returncode != 0 or "registered" not in res.stdout:
+            raise RuntimeError(f"could not register {name}'s key: {res.stdout}{res.stderr}")
 
     def start_node(self, site: SiteNode) -> subprocess.Popen:
         """Start (or restart) one site's SuperNode, after its trainer if it has one."""
@@ -240,6 +304,26 @@ class LocalConsortium:
                 self.workdir / "flwr-homes" / site.name,
             )
             self._wait_for(lambda: (state / "trainer.sock").exists(), f"{site.name}-trainer")
+        home = self.workdir / "flwr-homes" / site.name
+        if self.secure:
+            key = self.node_key(site)
+            if site.register and site.name not in self.registered:
+                self.register_node(key.with_suffix(".pub"), site.name)
+                self.registered.add(site.name)
+            cfg = dict(site.node_config)
+            env = {
+                "FEDSYNTH_SUPERLINK": f"127.0.0.1:{self.port}",
+                "FEDSYNTH_SITE_NAME": str(cfg.pop("site-name", site.name)),
+                "FEDSYNTH_DATA_DIR": str(cfg.pop("data-dir")),
+                "FEDSYNTH_STATE_DIR": str(cfg.pop("state-dir")),
+                "FEDSYNTH_CA_CERT": str(site.ca_cert or self.pki / "certs" / "ca.crt"),
+                "FEDSYNTH_NODE_KEY": str(key),
+                "FEDSYNTH_NODE_CONFIG": toml_pairs(cfg),
+                "FEDSYNTH_CLIENTAPPIO_PORT": str(free_port()),
+                "FEDSYNTH_TRAINER": "0",  # started above, so that its socket is awaited
+                **{k: str(v) for k, v in site.env.items()},
+            }
+            return self._spawn(site.name, ["bash", str(ENTRYPOINTS / "supernode.sh")], home, **env)
         args = [
             _bin("flower-supernode"),
             "--insecure",
@@ -250,7 +334,7 @@ class LocalConsortium:
             "--node-config",
             toml_pairs(site.node_config),
         ]
-        return self._spawn(site.name, args, self.workdir / "flwr-homes" / site.name)
+        return self._spawn(site.name, args, home)
 
     def stop_node(self, name: str) -> None:
         """Stop one SuperNode and everything it started."""

@@ -1,0 +1,177 @@
+"""A consortium as deployed: TLS, SuperNode authentication, dropouts, restarts.
+
+The SuperLink and SuperNodes are started by the container entrypoint scripts
+(``deploy/entrypoints/``), natively, since no container engine runs here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from deploy.certs import make_certificates, make_node_key
+from deploy.local import LocalConsortium, SiteNode, _alive, descendants
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+RUN = {"local-epochs": 1, "image-size": 32, "min-sites": 2}
+
+
+def _site(data, tmp_path, i, **kw):
+    cfg = {
+        "site-name": f"site-{i}",
+        "data-dir": str(data / f"site-{i}"),
+        "state-dir": str(tmp_path / f"state-{i}"),
+    }
+    return SiteNode(f"site-{i}", cfg, env={"FEDSYNTH_IMAGE_SIZE": 32}, **kw)
+
+
+def _rounds(out):
+    path = out / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def _online(consortium) -> int:
+    res = consortium.flwr("supernode", "list", "fedsynth-local", "--format", "json")
+    nodes = json.loads(res.stdout).get("nodes", [])
+    return sum(n.get("status") == "online" for n in nodes)
+
+
+def _wait_until(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_tls_and_node_authentication_keep_strangers_out(tiny_consortium, tmp_path):
+    data, _ = tiny_consortium
+    rogue_key = make_node_key(tmp_path / "rogue")  # never registered
+    make_certificates(tmp_path / "other-ca", ["localhost", "127.0.0.1"])
+    quick = {"FEDSYNTH_IMAGE_SIZE": 32, "FEDSYNTH_MAX_RETRIES": 2}
+    nodes = [
+        _site(data, tmp_path, 1),
+        _site(data, tmp_path, 2),
+        SiteNode(
+            "rogue",
+            {
+                "site-name": "rogue",
+                "data-dir": str(data / "site-3"),
+                "state-dir": str(tmp_path / "r"),
+            },
+            node_key=rogue_key,
+            register=False,
+            env=quick,
+        ),
+        SiteNode(  # registered, but trusts another CA: cannot verify the SuperLink
+            "other-ca",
+            {
+                "site-name": "other",
+                "data-dir": str(data / "site-3"),
+                "state-dir": str(tmp_path / "o"),
+            },
+            ca_cert=tmp_path / "other-ca" / "ca.crt",
+            env=quick,
+        ),
+    ]
+    out = tmp_path / "run"
+    with LocalConsortium(tmp_path / "flwr", nodes, secure=True) as consortium:
+        status = consortium.wait(
+            consortium.submit({**RUN, "num-server-rounds": 1, "out-dir": str(out)}), timeout=600
+        )
+        assert status["status"] == "finished:completed", status
+        assert _online(consortium) == 2
+        for name in ("rogue", "other-ca"):
+            _wait_until(lambda n=name: consortium.procs[n].poll() is not None, 60, f"{name} exit")
+        assert consortium.flwr("ls", "--format", "json").returncode == 0  # the CLI over TLS
+    logs = tmp_path / "flwr" / "logs"
+    assert "Failed to activate SuperNode" in (logs / "rogue.log").read_text()
+    assert "CERTIFICATE_VERIFY_FAILED" in (logs / "other-ca.log").read_text()
+    trained = _rounds(out)[1]["sites"]["trained"]
+    assert sorted(t["site"] for t in trained) == ["site-1", "site-2"]
+
+
+def _kill(proc) -> None:
+    """SIGKILL a SuperNode and everything it started, as a crash or a pulled cable would."""
+    for pid in [proc.pid, *descendants(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _activations(log) -> int:
+    return log.read_text().count("SuperNode ID:") if log.exists() else 0
+
+
+def test_dropout_rejoin_and_superlink_restart(tiny_consortium, tmp_path):
+    """A SuperNode killed mid-round: the round ends at its timeout with the others; the
+    restarted node rejoins (Flower lets a crashed node's ID back in once its last
+    heartbeat has expired, up to about a minute); the SuperLink restarted on its database
+    keeps the run history, and the SuperNodes reconnect by themselves."""
+    data, _ = tiny_consortium
+    timeout = 20.0
+    sites = [_site(data, tmp_path, i) for i in (1, 2, 3)]
+    out = tmp_path / "run"
+    config = {**RUN, "num-server-rounds": 2, "round-timeout": timeout, "out-dir": str(out)}
+    site3_log = tmp_path / "flwr" / "logs" / "site-3.log"
+    with LocalConsortium(tmp_path / "flwr", sites, secure=True) as consortium:
+        run_id = consortium.submit(config)
+        site3 = consortium.procs["site-3"]
+
+        def training_now():  # a ClientApp of site-3 is running: it is mid-round
+            return any(
+                "flwr-clientapp" in open(f"/proc/{p}/cmdline").read()
+                for p in descendants(site3.pid)
+                if _alive(p)
+            )
+
+        _wait_until(training_now, 300, "site-3 to start training in round 1")
+        _kill(site3)
+        killed_at = time.monotonic()
+        _wait_until(lambda: len(_rounds(out)) >= 2, 120, "round 1 to end without site-3")
+        waited = time.monotonic() - killed_at
+        consortium.procs.pop("site-3")
+        consortium.start_node(sites[2])  # the hospital restarts its SuperNode
+        status = consortium.wait(run_id, timeout=600)
+        assert status["status"] == "finished:completed", status
+
+        # The SuperLink restarts on its database: the run history is still there.
+        consortium.stop_node("superlink")
+        consortium.start_superlink()
+        res = consortium.flwr("ls", "fedsynth-local", "--format", "json")
+        runs = {int(r["run-id"]): r for r in json.loads(res.stdout)["runs"]}
+        assert runs[run_id]["status"] == "finished:completed"
+        # The restarted site-3 activates again once its old session has expired, and every
+        # SuperNode finds the restarted SuperLink: all three train in the next run.
+        _wait_until(lambda: _activations(site3_log) >= 2, 240, "site-3 to rejoin")
+        again = tmp_path / "run-2"
+        second = consortium.submit(
+            {
+                **config,
+                "num-server-rounds": 1,
+                "min-sites": 3,
+                "round-timeout": 180.0,
+                "out-dir": str(again),
+            }
+        )
+        assert consortium.wait(second, timeout=400)["status"] == "finished:completed"
+
+    first = _rounds(out)[1]["sites"]
+    assert sorted(t["site"] for t in first["trained"]) == ["site-1", "site-2"]
+    assert first["missing"] == 1
+    assert first["seconds"] <= timeout + 5  # the round did not hang past its timeout
+    assert waited <= timeout + 30
+    assert sorted(t["site"] for t in _rounds(again)[1]["sites"]["trained"]) == [
+        "site-1",
+        "site-2",
+        "site-3",
+    ]
