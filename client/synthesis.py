@@ -22,10 +22,13 @@ import numpy as np
 
 from client.task import Declined, load_site, site_seed
 from common.config import RunSettings, SiteSettings
+from common.intake import SiteArrays
+from common.patches import random_patches
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = Path("synth") / "diffusion.pt"
+PATCHES_PER_IMAGE = 16  # with synth-patch: patches per image to learn from and to gate against
 
 
 @dataclass
@@ -73,7 +76,7 @@ def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) ->
             f"this site has a privacy budget (max-epsilon={dp.budget:g}) and releases only "
             f"under local differential privacy (dp=local), but the run has dp={dp.mode}"
         )
-    train, val = load_site(site, run)
+    train, val = generator_data(*load_site(site, run), run)
     model, settings, trained_dp, train_seconds, trained_now = ensure_generator(site, run, train)
     start = time.perf_counter()
     seed = run.seed * 100_003 + server_round * 1009 + site_seed(site)
@@ -93,6 +96,27 @@ def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) ->
         sample_seconds=time.perf_counter() - start,
         trained_now=trained_now,
         dp=_release_dp(site, trained_dp),
+    )
+
+
+def generator_data(train: SiteArrays, val: SiteArrays, run: RunSettings):
+    """What the generator learns from (``train``) and what its gate holds out (``val``).
+
+    The site's splits as they are; with ``synth-patch``, random patches of them at the
+    generator's size (``PATCHES_PER_IMAGE`` per image, mostly inside the field of view),
+    so that thin structures keep the resolution they have at ``image-size``. The gate then
+    compares each synthetic patch with these training patches, a sample of all the
+    patches an image holds: it catches a copied patch only if that patch was drawn.
+
+    Returns:
+        ``(train, val)`` :class:`common.intake.SiteArrays`.
+    """
+    if not run.synth_patch:
+        return train, val
+    size = run.diffusion_settings().image_size
+    return (
+        random_patches(train, size, PATCHES_PER_IMAGE, run.seed),
+        random_patches(val, size, PATCHES_PER_IMAGE, run.seed + 1),
     )
 
 
@@ -142,7 +166,7 @@ def ensure_generator(site: SiteSettings, run: RunSettings, train=None, progress=
     from common import diffusion
 
     if train is None:
-        train, _ = load_site(site, run)
+        train, _ = generator_data(*load_site(site, run), run)
     dp = run.dp_settings(site)
     settings = run.diffusion_settings()
     path = site.state_path / MODEL_FILE

@@ -51,7 +51,8 @@ class Declined(Exception):
 
 
 def load_site(site: SiteSettings, run: RunSettings) -> tuple[SiteArrays, SiteArrays]:
-    """The site's (train, validation) arrays from its state-dir cache.
+    """The site's (train, validation) arrays from its state-dir cache, with the run's
+    ``label-fusion`` applied where a second annotator exists.
 
     The cache is built by ``fedsynth site prepare`` ahead of time; if the data folder
     changed since, it is rebuilt here.
@@ -69,6 +70,10 @@ def load_site(site: SiteSettings, run: RunSettings) -> tuple[SiteArrays, SiteArr
             f"no usable cases ({c['rejected']} files rejected, {c['quarantined']} "
             f"quarantined; see intake_report.json in the site's state dir)"
         )
+    if run.label_fusion != "first":
+        from common.label_fusion import fuse_arrays
+
+        arrays = fuse_arrays(arrays, run.label_fusion)
     return arrays.split(site.val_fraction, seed=run.seed)
 
 

@@ -13,10 +13,11 @@ consortium.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from common.config import RunSettings
 from common.intake import SiteArrays
-from common.training import TrainSettings, evaluate, train
+from common.training import evaluate, train
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +42,7 @@ def run_baselines(
     from common.networks import create_network
 
     epochs = run.num_server_rounds * run.local_epochs
-    settings = TrainSettings(
-        epochs=epochs, batch_size=run.batch_size, learning_rate=run.learning_rate, seed=run.seed
-    )
+    settings = replace(run.train_settings(), epochs=epochs, seed=run.seed)
     torch.manual_seed(run.seed)
     initial = create_network(run.network).state_dict()
 

@@ -66,6 +66,9 @@ class RunSettings:
     batch_size: int = 4
     learning_rate: float = 0.003
     image_size: int = 128
+    patch_size: int = 0
+    patches_per_image: int = 1
+    label_fusion: str = "first"
     network: str = "unet"
     seed: int = 0
     eval_dir: str = ""
@@ -89,6 +92,7 @@ class RunSettings:
     synth_gate_quantile: float = 0.05
     server_epochs: int = 2
     augmentation: str = "standard"
+    synth_patch: bool = False
 
     def __post_init__(self) -> None:
         self.dp_settings()  # fail early on bad DP settings, with their own messages
@@ -133,6 +137,24 @@ class RunSettings:
             raise ConfigError(
                 f"image-size must be a multiple of 16 and >= 32, got {self.image_size}"
             )
+        if self.patch_size and not (
+            32 <= self.patch_size <= self.image_size and self.patch_size % 16 == 0
+        ):
+            raise ConfigError(
+                "patch-size must be 0 (whole images) or a multiple of 16 between 32 and "
+                f"image-size={self.image_size}, got {self.patch_size}"
+            )
+        if self.patches_per_image < 1:
+            raise ConfigError(f"patches-per-image must be >= 1, got {self.patches_per_image}")
+        if self.dp == "local" and self.patches_per_image > 1:
+            raise ConfigError(
+                "dp=local counts one sample per image and epoch: set patches-per-image=1 "
+                f"(got {self.patches_per_image})"
+            )
+        from common.label_fusion import METHODS
+
+        if self.label_fusion not in METHODS:
+            raise ConfigError(f"label-fusion must be one of {METHODS}, got {self.label_fusion!r}")
 
     @classmethod
     def from_config(cls, run_config: Mapping[str, Any]) -> RunSettings:
@@ -200,6 +222,8 @@ class RunSettings:
             proximal_mu=proximal_mu,
             seed=self.seed * 100_003 + server_round * 1009 + site_seed,
             augmentation=self.augmentation,
+            patch_size=self.patch_size,
+            patches_per_image=self.patches_per_image,
         )
 
 

@@ -19,7 +19,9 @@ Two layouts are understood, and may be mixed:
   optionally ``masks2/NAME.ext`` (a second annotator) and ``fov/NAME.ext`` (field of
   view); ``ext`` is png, jpg, jpeg, tif, tiff, gif or bmp, and a mask may also be named
   ``NAME_mask.ext``. An optional ``dataset.json`` gives ``{"manufacturer": ..., "model":
-  ...}`` for the vendor columns.
+  ...}`` for the vendor columns. These folders may sit in several group folders (say
+  ``canon/images/`` and ``nidek/images/``), each with its own ``dataset.json``: the
+  nearest one above a group applies, so one data dir can hold several cameras.
 
 The cache (``STATE/cache/site-<size>.npz``) is rebuilt when the folder's file list,
 sizes or modification times change, or when the training resolution changes.
@@ -292,8 +294,7 @@ def prepare_site(
     cases: dict[str, _Case] = {}
     segs: list[tuple[str, object]] = []
     mapping: dict[str, tuple[str, str]] = {}
-    plain: dict[str, dict[str, Path]] = {}
-    vendor_info = _plain_vendor(data_dir)
+    plain: dict[tuple[str, str], dict[str, Path]] = {}  # (group folder, stem) -> parts
     if progress:
         progress(total=len(files))
 
@@ -307,9 +308,9 @@ def prepare_site(
         role = _folder_role(Path(rel))
         if role is not None:
             stem = path.stem[:-5] if role != "image" and path.stem.endswith("_mask") else path.stem
-            plain.setdefault(stem, {})[role] = path
+            plain.setdefault((str(Path(rel).parent.parent), stem), {})[role] = path
             continue
-        if path.name == "dataset.json" and path.parent == data_dir:
+        if path.name == "dataset.json":
             fate(rel, PROCESSED, "dataset description")
             continue
         if path.suffix.lower() in IMAGE_EXTS:
@@ -354,8 +355,9 @@ def prepare_site(
         except IntakeError as exc:
             fate(rel, REJECTED, str(exc))
 
-    for stem, parts in plain.items():
-        _plain_case(data_dir, stem, parts, vendor_info, cases, fate)
+    for (group, stem), parts in plain.items():
+        vendor = _plain_vendor(data_dir, data_dir / group)
+        _plain_case(data_dir, group, stem, parts, vendor, cases, fate)
 
     good = []
     for key, case in cases.items():
@@ -393,18 +395,22 @@ def prepare_site(
     return arrays, report
 
 
-def _plain_vendor(data_dir: Path) -> str:
-    desc = data_dir / "dataset.json"
-    if desc.exists():
-        try:
-            info = json.loads(desc.read_text())
-            return f"{info.get('manufacturer', 'unknown')} {info.get('model', '')}".strip()
-        except (json.JSONDecodeError, AttributeError):
-            pass
+def _plain_vendor(data_dir: Path, group: Path) -> str:
+    """The camera named by the ``dataset.json`` nearest above ``group`` (within the site)."""
+    for folder in (group, *group.parents):
+        desc = folder / "dataset.json"
+        if desc.exists():
+            try:
+                info = json.loads(desc.read_text())
+                return f"{info.get('manufacturer', 'unknown')} {info.get('model', '')}".strip()
+            except (json.JSONDecodeError, AttributeError):
+                return "unknown"
+        if folder == data_dir:
+            break
     return "unknown"
 
 
-def _plain_case(data_dir, stem, parts, vendor, cases, fate) -> None:
+def _plain_case(data_dir, group, stem, parts, vendor, cases, fate) -> None:
     rels = {role: str(p.relative_to(data_dir)) for role, p in parts.items()}
     if "image" not in parts:
         for rel in rels.values():
@@ -428,7 +434,7 @@ def _plain_case(data_dir, stem, parts, vendor, cases, fate) -> None:
             case.sources.append(rels[role])
         except IntakeError as exc:
             fate(rels[role], REJECTED, str(exc))
-    cases[f"plain:{stem}"] = case
+    cases[f"plain:{group}/{stem}"] = case
 
 
 def _to_arrays(cases: list[_Case], size: int) -> SiteArrays:

@@ -28,6 +28,10 @@ class TrainSettings:
         proximal_mu: FedProx proximal weight (0 disables).
         seed: base random seed.
         augmentation: ``"standard"`` or ``"strong"`` (see :mod:`common.transforms`).
+        patch_size: train on random square patches of this side (0: whole images); the
+            network is fully convolutional, so prediction still runs on whole images.
+        patches_per_image: patches drawn from every image in one epoch. Under DP it must
+            be 1: the accountant counts one sample per image and epoch.
     """
 
     epochs: int = 2
@@ -36,8 +40,15 @@ class TrainSettings:
     proximal_mu: float = 0.0
     seed: int = 0
     augmentation: str = "standard"
+    patch_size: int = 0
+    patches_per_image: int = 1
 
     def __post_init__(self) -> None:
+        if self.patch_size < 0 or self.patches_per_image < 1:
+            raise ValueError(
+                "patch-size must be >= 0 and patches-per-image >= 1, got "
+                f"{self.patch_size} and {self.patches_per_image}"
+            )
         if self.epochs < 1:
             raise ValueError(f"local-epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -59,13 +70,16 @@ class TrainStats:
 
 
 class _AugmentedDataset:
-    def __init__(self, data: SiteArrays, transforms) -> None:
-        self.data, self.transforms = data, transforms
+    """Every image ``repeats`` times per epoch, each time through ``transforms``."""
+
+    def __init__(self, data: SiteArrays, transforms, repeats: int = 1) -> None:
+        self.data, self.transforms, self.repeats = data, transforms, repeats
 
     def __len__(self) -> int:
-        return len(self.data)
+        return len(self.data) * self.repeats
 
     def __getitem__(self, i: int) -> dict:
+        i %= len(self.data)
         sample = {
             "image": self.data.images[i][None].astype(np.float32),
             "label": self.data.masks[i][None].astype(np.float32),
@@ -100,9 +114,20 @@ def train(
     if len(data) == 0:
         raise ValueError("cannot train on 0 cases")
     torch.manual_seed(settings.seed)
-    transforms = train_transforms(settings.seed, settings.augmentation) if augment else None
+    if dp is not None and settings.patches_per_image > 1:
+        raise ValueError(
+            "DP-SGD counts one sample per image and epoch: set patches-per-image=1 "
+            f"(got {settings.patches_per_image}) when dp is on"
+        )
+    transforms = (
+        train_transforms(settings.seed, settings.augmentation, settings.patch_size)
+        if augment or settings.patch_size
+        else None
+    )
+    if transforms is not None and not augment:
+        transforms = transforms.transforms[0]  # the patch crop alone
     loader = DataLoader(
-        _AugmentedDataset(data, transforms),
+        _AugmentedDataset(data, transforms, settings.patches_per_image),
         batch_size=settings.batch_size,
         shuffle=True,
         drop_last=dp is None and len(data) > settings.batch_size,

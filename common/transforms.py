@@ -18,12 +18,15 @@ def _invert(image):
     return 1.0 - image
 
 
-def train_transforms(seed: int = 0, strength: str = "standard"):
+def train_transforms(seed: int = 0, strength: str = "standard", patch_size: int = 0):
     """The training augmentation pipeline.
 
     Args:
         seed: seeds the pipeline's random state (same seed, same augmentations).
         strength: ``"standard"`` or ``"strong"`` (domain randomisation, see module doc).
+        patch_size: first crop a random ``patch_size`` square (0: the whole image); an
+            image smaller than that is kept whole. Thin structures (vessels) need the
+            full resolution, which whole-image batches cannot afford on a CPU.
 
     Returns:
         A ``monai.transforms.Compose`` over dict samples.
@@ -42,9 +45,10 @@ def train_transforms(seed: int = 0, strength: str = "standard"):
     if strength not in ("standard", "strong"):
         raise ValueError(f"augmentation must be 'standard' or 'strong', got {strength!r}")
     if strength == "strong":
-        return _strong(seed)
+        return _strong(seed, patch_size)
     pipeline = Compose(
         [
+            _crop(patch_size),
             RandFlipd(keys=("image", "label"), prob=0.5, spatial_axis=1),
             RandAffined(
                 keys=("image", "label"),
@@ -65,7 +69,18 @@ def train_transforms(seed: int = 0, strength: str = "standard"):
     return pipeline
 
 
-def _strong(seed: int):
+def _crop(patch_size: int):
+    """A random square crop (the first transform), or the identity for whole images."""
+    from monai.transforms import Identityd, RandSpatialCropd
+
+    if patch_size <= 0:
+        return Identityd(keys=("image", "label"))
+    return RandSpatialCropd(
+        keys=("image", "label"), roi_size=(patch_size, patch_size), random_size=False
+    )
+
+
+def _strong(seed: int, patch_size: int = 0):
     from monai.transforms import (
         Compose,
         Rand2DElasticd,
@@ -83,6 +98,7 @@ def _strong(seed: int):
 
     pipeline = Compose(
         [
+            _crop(patch_size),
             RandFlipd(keys=("image", "label"), prob=0.5, spatial_axis=1),
             RandAffined(
                 keys=("image", "label"),

@@ -85,6 +85,13 @@ def register_node(
             args += ["--name", name]
         res = subprocess.run(args, capture_output=True, text=True, env=_env(home))
     print(res.stdout.strip())
+    if "already in use" in res.stdout + res.stderr:
+        # Registering is idempotent for the coordinator: the key can already join.
+        console.print(
+            f"{public_key} is already registered with {superlink} "
+            "(`flwr supernode list` shows under which name)"
+        )
+        return
     if res.returncode != 0 or "registered" not in res.stdout:
         console.print(f"[red]registration failed[/red] {res.stderr.strip()[-500:]}")
         raise typer.Exit(1)

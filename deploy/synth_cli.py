@@ -86,7 +86,7 @@ def sample(
     run_config: str = RUN_CONFIG,
 ) -> None:
     """Draw pairs from the site's generator, gate them, and write a PNG grid to look at."""
-    from client.synthesis import MODEL_FILE
+    from client.synthesis import MODEL_FILE, generator_data
     from common import diffusion
     from common.intake import load_cached
     from common.memorisation import gate
@@ -104,7 +104,9 @@ def sample(
             f"[red]no prepared data in {site_state}/cache: run fedsynth site prepare[/red]"
         )
         raise typer.Exit(1)
-    train_data, val_data = load_cached(caches[-1]).split(val_fraction, seed=run.seed)
+    train_data, val_data = generator_data(
+        *load_cached(caches[-1]).split(val_fraction, seed=run.seed), run
+    )
     with console.status(f"sampling {n} pairs"):
         images, masks = diffusion.sample(model, settings, n, seed=seed, steps=steps or None)
     verdict = gate(images, train_data.images, val_data.images, run.synth_gate_quantile)

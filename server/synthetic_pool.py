@@ -147,6 +147,11 @@ def write_quality(pool: SyntheticPool, reference) -> dict:
 
     images = np.concatenate([im for im, _ in pool.releases.values()])
     masks = np.concatenate([mk for _, mk in pool.releases.values()])
+    size = images.shape[-1]
+    if reference.images.shape[-1] > size:  # patches (synth-patch): compare with real patches
+        from common.patches import random_patches
+
+        reference = random_patches(reference, size, 4, seed=0)
     real_images = reference.images.astype(np.float32)
     summary = quality_summary(real_images, reference.masks, images, masks)
     summary["per_site"] = {s: len(im) for s, (im, _) in sorted(pool.releases.items())}

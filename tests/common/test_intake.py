@@ -157,3 +157,23 @@ def test_split_is_deterministic_and_disjoint(tiny_consortium, tmp_path):
     assert not set(train.cases) & set(val.cases)
     with pytest.raises(ValueError, match="val_fraction"):
         arrays.split(1.5)
+
+
+def test_grouped_image_folders_each_with_their_camera(tmp_path):
+    """One data dir, two cameras: each group's dataset.json names its vendor, and the same
+    file name in two groups is two cases."""
+    data = tmp_path / "heldout"
+    for group, maker in (("canon", "Canon"), ("nidek", "Nidek")):
+        for sub in ("images", "masks"):
+            (data / group / sub).mkdir(parents=True)
+        (data / group / "dataset.json").write_text(json.dumps({"manufacturer": maker}))
+        for i in range(2):
+            img = np.full((24, 24, 3), 60 * (i + 1), np.uint8)
+            Image.fromarray(img).save(data / group / "images" / f"eye{i}.png")
+            m = np.zeros((24, 24), np.uint8)
+            m[4:9, 4:20] = 255
+            Image.fromarray(m).save(data / group / "masks" / f"eye{i}.png")
+    arrays, report = prepare_site(data, tmp_path / "state", 32)
+    assert len(arrays) == 4
+    assert sorted(arrays.vendors.tolist()) == ["Canon", "Canon", "Nidek", "Nidek"]
+    assert report.counts()["rejected"] == 0 and report.counts()["processed"] == 10

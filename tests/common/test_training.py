@@ -63,3 +63,31 @@ def test_fedprox_term_keeps_weights_closer_to_the_start(tiny_consortium, tmp_pat
         return sum(float(((net.state_dict()[k] - init[k]) ** 2).sum()) for k in init)
 
     assert drift(10.0) < drift(0.0)
+
+
+def test_patch_training_sees_patches_and_predicts_whole_images(tiny_consortium, tmp_path):
+    from common.transforms import train_transforms
+
+    data, _ = tiny_consortium
+    arrays, _ = prepare_site(data / "site-1", tmp_path / "s1", 64)
+    crop = train_transforms(0, "standard", patch_size=32)
+    sample = {"image": arrays.images[:1].astype(np.float32), "label": arrays.masks[:1]}
+    assert tuple(crop(sample)["image"].shape) == (1, 32, 32)
+    settings = TrainSettings(epochs=1, batch_size=4, patch_size=32, patches_per_image=3)
+    torch.manual_seed(0)
+    model = create_network("unet")
+    stats = train(model, arrays, settings)
+    assert stats.steps == (3 * len(arrays)) // 4  # three patches per image and epoch
+    assert predict(model, arrays.images[:2]).shape == (2, 64, 64)
+
+
+def test_dp_refuses_several_patches_per_image(tiny_consortium, tmp_path):
+    from common.config import RunSettings
+    from common.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="patches-per-image=1"):
+        RunSettings.from_config({"dp": "local", "patch-size": 32, "patches-per-image": 4})
+    with pytest.raises(ConfigError, match="patch-size"):
+        RunSettings.from_config({"image-size": 64, "patch-size": 100})
+    with pytest.raises(ConfigError, match="label-fusion"):
+        RunSettings.from_config({"label-fusion": "vote"})

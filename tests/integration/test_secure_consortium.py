@@ -1,4 +1,7 @@
-"""A consortium as deployed: TLS, SuperNode authentication, dropouts, restarts.
+"""A consortium as deployed, with TLS and SuperNode authentication: dropouts, restarts.
+
+(Refusing unregistered keys and foreign CAs is tested with the compose consortium,
+``test_compose_natively.py``.)
 
 The SuperLink and SuperNodes are started by the container entrypoint scripts
 (``deploy/entrypoints/``), natively, since no container engine runs here.
@@ -13,7 +16,6 @@ import time
 
 import pytest
 
-from deploy.certs import make_certificates, make_node_key
 from deploy.local import LocalConsortium, SiteNode, _alive, descendants
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,12 +39,6 @@ def _rounds(out):
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
-def _online(consortium) -> int:
-    res = consortium.flwr("supernode", "list", "fedsynth-local", "--format", "json")
-    nodes = json.loads(res.stdout).get("nodes", [])
-    return sum(n.get("status") == "online" for n in nodes)
-
-
 def _wait_until(condition, timeout, what):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -50,53 +46,6 @@ def _wait_until(condition, timeout, what):
             return
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def test_tls_and_node_authentication_keep_strangers_out(tiny_consortium, tmp_path):
-    data, _ = tiny_consortium
-    rogue_key = make_node_key(tmp_path / "rogue")  # never registered
-    make_certificates(tmp_path / "other-ca", ["localhost", "127.0.0.1"])
-    quick = {"FEDSYNTH_IMAGE_SIZE": 32, "FEDSYNTH_MAX_RETRIES": 2}
-    nodes = [
-        _site(data, tmp_path, 1),
-        _site(data, tmp_path, 2),
-        SiteNode(
-            "rogue",
-            {
-                "site-name": "rogue",
-                "data-dir": str(data / "site-3"),
-                "state-dir": str(tmp_path / "r"),
-            },
-            node_key=rogue_key,
-            register=False,
-            env=quick,
-        ),
-        SiteNode(  # registered, but trusts another CA: cannot verify the SuperLink
-            "other-ca",
-            {
-                "site-name": "other",
-                "data-dir": str(data / "site-3"),
-                "state-dir": str(tmp_path / "o"),
-            },
-            ca_cert=tmp_path / "other-ca" / "ca.crt",
-            env=quick,
-        ),
-    ]
-    out = tmp_path / "run"
-    with LocalConsortium(tmp_path / "flwr", nodes, secure=True) as consortium:
-        status = consortium.wait(
-            consortium.submit({**RUN, "num-server-rounds": 1, "out-dir": str(out)}), timeout=600
-        )
-        assert status["status"] == "finished:completed", status
-        assert _online(consortium) == 2
-        for name in ("rogue", "other-ca"):
-            _wait_until(lambda n=name: consortium.procs[n].poll() is not None, 60, f"{name} exit")
-        assert consortium.flwr("ls", "--format", "json").returncode == 0  # the CLI over TLS
-    logs = tmp_path / "flwr" / "logs"
-    assert "Failed to activate SuperNode" in (logs / "rogue.log").read_text()
-    assert "CERTIFICATE_VERIFY_FAILED" in (logs / "other-ca.log").read_text()
-    trained = _rounds(out)[1]["sites"]["trained"]
-    assert sorted(t["site"] for t in trained) == ["site-1", "site-2"]
 
 
 def _kill(proc) -> None:
@@ -118,10 +67,12 @@ def test_dropout_rejoin_and_superlink_restart(tiny_consortium, tmp_path):
     heartbeat has expired, up to about a minute); the SuperLink restarted on its database
     keeps the run history, and the SuperNodes reconnect by themselves."""
     data, _ = tiny_consortium
-    timeout = 20.0
+    # Long enough for a healthy site's round on a loaded 2-core machine (three ClientApp
+    # processes start at once), short enough that waiting for the dead site is visible.
+    timeout = 60.0
     sites = [_site(data, tmp_path, i) for i in (1, 2, 3)]
     out = tmp_path / "run"
-    config = {**RUN, "num-server-rounds": 2, "round-timeout": timeout, "out-dir": str(out)}
+    config = {**RUN, "num-server-rounds": 1, "round-timeout": timeout, "out-dir": str(out)}
     site3_log = tmp_path / "flwr" / "logs" / "site-3.log"
     with LocalConsortium(tmp_path / "flwr", sites, secure=True) as consortium:
         run_id = consortium.submit(config)
@@ -167,7 +118,10 @@ def test_dropout_rejoin_and_superlink_restart(tiny_consortium, tmp_path):
 
     first = _rounds(out)[1]["sites"]
     assert sorted(t["site"] for t in first["trained"]) == ["site-1", "site-2"]
-    assert first["missing"] == 1
+    # site-3 is reported either as missing at the timeout, or earlier as failed when Flower
+    # notices its heartbeat stopped ("Node Unavailable"): never waited for beyond the timeout.
+    unavailable = [f for f in first["failed"] if "Node Unavailable" in f.get("error", "")]
+    assert first["missing"] + len(unavailable) == 1, first
     assert first["seconds"] <= timeout + 5  # the round did not hang past its timeout
     assert waited <= timeout + 30
     assert sorted(t["site"] for t in _rounds(again)[1]["sites"]["trained"]) == [

@@ -15,24 +15,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.mark.skipif(
     importlib.util.find_spec("ray") is None, reason="Ray missing: pip install -e '.[simulation]'"
 )
-def test_simulation_engine_runs_every_virtual_site(tmp_path):
-    report = run_simulation(
-        tmp_path, n_sites=3, rounds=1, cases_per_site=4, extra="local-epochs=1 image-size=32"
-    )
-    rounds = [json.loads(x) for x in (report.parent / "metrics.jsonl").read_text().splitlines()]
-    assert [r["round"] for r in rounds] == [0, 1]
-    assert sorted(t["site"] for t in rounds[1]["sites"]["trained"]) == [
-        "site-1",
-        "site-2",
-        "site-3",
-    ]
-    assert "overall" in rounds[1]["heldout"]
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("ray") is None, reason="Ray missing: pip install -e '.[simulation]'"
-)
-def test_central_dp_charges_every_site_each_round(tmp_path):
+def test_simulation_engine_with_central_dp_charges_every_site_each_round(tmp_path):
+    """Virtual sites found by partition-id all train; central DP charges each of them."""
     from common.accountant import gaussian_epsilon
 
     report = run_simulation(
@@ -44,7 +28,11 @@ def test_central_dp_charges_every_site_each_round(tmp_path):
         "dp-noise-multiplier=2.0 dp-central-clip=0.5",
     )
     rounds = [json.loads(x) for x in (report.parent / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rounds] == [0, 1, 2]
     for r in rounds[1:]:
+        trained = sorted(t["site"] for t in r["sites"]["trained"])
+        assert trained == ["site-1", "site-2", "site-3"]
+        assert "overall" in r["heldout"]
         central = r["sites"]["central-dp"]
         assert sorted(central["sites"]) == ["site-1", "site-2", "site-3"]
         assert central["noise_std"] == pytest.approx(2.0 * 0.5 / 3)

@@ -1,0 +1,252 @@
+"""Retinal vessel segmentation on real images: the multi-site, multi-vendor results table.
+
+DRIVE (Canon CR5, adults) and half of CHASE_DB1's children (Nidek NM-200-D) are two
+hospitals; DRIVE's test images and the other CHASE_DB1 children are the server's held-out
+set (``layout.py`` documents the split). Every row trains the same network on the same
+images with the same budget of passes over the data and is evaluated on the same
+held-out set, Dice and IoU inside the field of view, per vendor and overall:
+
+* each site alone, and centralised (all sites' training images pooled): plain training;
+* federated (FedAvg), federated with DP-SGD at ε = 10, synthetic-only and real +
+  synthetic: Flower Simulation Engine runs of the FedSynth apps (``fedsynth simulate``);
+* centralised with a fused label (STAPLE over both observers where two exist) against
+  the first observer alone;
+* the second human observer against the first on the same held-out images.
+
+Vessels are thin: images are prepared at ``--image-size`` (512: DRIVE at 0.88×, CHASE at
+0.51× of its width) and trained on random ``--patch-size`` patches, ``--patches`` per
+image and epoch; prediction runs on the whole image.
+
+Usage::
+
+    python bench/retina/run.py                 # the table (about 30 minutes on 2 cores)
+    python bench/retina/run.py --quick         # a quick check of the machinery (~8 minutes)
+    python bench/retina/run.py --only human centralised
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere
+
+from bench.retina import layout  # noqa: E402
+from common.config import RunSettings, SiteSettings  # noqa: E402
+from common.label_fusion import fuse_arrays  # noqa: E402
+from common.metrics import case_metrics, summarise  # noqa: E402
+
+FULL = {"image-size": 512, "patch-size": 128, "patches-per-image": 8, "rounds": 8, "epochs": 2}
+QUICK = {"image-size": 256, "patch-size": 96, "patches-per-image": 4, "rounds": 3, "epochs": 1}
+ROWS = (
+    "human",
+    "site-1 alone",
+    "site-2 alone",
+    "federated",
+    "federated DP ε=10",
+    "synthetic-only",
+    "real + synthetic",
+    "centralised",
+    "centralised, STAPLE labels",
+)
+FEDERATED = {
+    "federated": "",
+    "federated DP ε=10": 'dp="local" dp-epsilon=10.0 patches-per-image=1',
+    "synthetic-only": 'share="synthetic" augmentation="strong"',
+    "real + synthetic": 'share="both"',
+}
+
+
+def run_config(p: dict, extra: str = "") -> str:
+    """The run_config every row shares (as ``fedsynth simulate --run-config``)."""
+    return (
+        f"image-size={p['image-size']} patch-size={p['patch-size']} "
+        f"patches-per-image={p['patches-per-image']} local-epochs={p['epochs']} "
+        f"batch-size=8 learning-rate=0.002 synth-patch=true {extra}"
+    ).strip()
+
+
+def human(heldout) -> dict:
+    """Second observer against the first, inside the FOV, where a second exists."""
+    idx = np.flatnonzero(heldout.has_mask2)
+    per_case = [
+        case_metrics(heldout.masks2[i] * heldout.fov[i], heldout.masks[i] * heldout.fov[i])
+        for i in idx
+    ]
+    return summarise(per_case, [str(v) for v in heldout.vendors[idx]])
+
+
+def fit(train, heldout, run: RunSettings, epochs: int) -> dict:
+    """Train the run's network from its seed on ``train`` for ``epochs``; evaluate."""
+    import torch
+
+    from common.networks import create_network
+    from common.training import evaluate
+    from common.training import train as train_model
+
+    torch.manual_seed(run.seed)
+    model = create_network(run.network)
+    settings = replace(run.train_settings(), epochs=epochs, seed=run.seed)
+    train_model(model, train, settings)
+    return evaluate(model, heldout)
+
+
+def load(data: Path, workdir: Path, run: RunSettings, console: Console):
+    """Every site's training split (as the federated runs use it) and the held-out set."""
+    from client.task import load_site
+    from deploy.demo import _prepare
+
+    sites = {}
+    for name in ("site-1", "site-2"):
+        state = workdir / "state" / name
+        _prepare(data / name, state, name, run.image_size, console)
+        site = SiteSettings(str(data / name), str(state), name)
+        sites[name] = load_site(site, run)[0]
+    heldout, _ = _prepare(
+        data / "heldout", workdir / "heldout-state", "held-out set", run.image_size, console
+    )
+    return sites, heldout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller images, fewer rounds")
+    parser.add_argument("--only", nargs="*", default=list(ROWS), help=f"rows: {list(ROWS)}")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/fedsynth-retina"))
+    parser.add_argument("--out", type=Path, default=None, help="results JSON")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None, help="local epochs per round")
+    args = parser.parse_args()
+    p = dict(QUICK if args.quick else FULL)
+    p["rounds"] = args.rounds or p["rounds"]
+    p["epochs"] = args.epochs or p["epochs"]
+    out = args.out or Path(
+        "bench/results/retina_quick.json" if args.quick else "bench/results/retina.json"
+    )
+    console = Console()
+    data = args.workdir / "data"
+    manifest = layout.build(data)
+    run = RunSettings.from_config(_pairs(run_config(p)))
+    started = time.perf_counter()
+    sites, heldout = load(data, args.workdir, run, console)
+    epochs = p["rounds"] * p["epochs"]  # every row: the same passes over the data
+    rows: dict[str, dict] = {}
+
+    def record(name: str, metrics: dict, seconds: float, **more) -> None:
+        rows[name] = {"metrics": metrics, "seconds": seconds, **more}
+        console.print(
+            f"[bold]{name}[/bold]: Dice {metrics['overall']['dice']:.3f} "
+            + " ".join(f"{v}: {m['dice']:.3f}" for v, m in metrics.items() if v != "overall")
+            + f" ({seconds:.0f} s)"
+        )
+
+    for name in args.only:
+        if name not in ROWS:
+            raise SystemExit(f"unknown row {name!r}; choose from {list(ROWS)}")
+    for name in ROWS:
+        if name not in args.only:
+            continue
+        start = time.perf_counter()
+        if name == "human":
+            record(name, human(heldout), 0.0)
+        elif name.endswith(" alone"):
+            record(name, fit(sites[name.split()[0]], heldout, run, epochs), _since(start))
+        elif name == "centralised":
+            pooled = type(heldout).concat(list(sites.values()))
+            record(name, fit(pooled, heldout, run, epochs), _since(start))
+        elif name == "centralised, STAPLE labels":
+            pooled = type(heldout).concat([fuse_arrays(s, "staple") for s in sites.values()])
+            record(name, fit(pooled, heldout, run, epochs), _since(start))
+        else:
+            record(name, *_federated(args.workdir, p, FEDERATED[name], console))
+    total = time.perf_counter() - started
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "measured": time.strftime("%Y-%m-%d %H:%M"),
+        "settings": p,
+        "run_config": run_config(p),
+        "split": manifest["split"],
+        "cases": {
+            **{s: len(a) for s, a in sites.items()},
+            "heldout": len(heldout),
+            "heldout-vendors": {
+                str(v): int((heldout.vendors == v).sum()) for v in set(heldout.vendors)
+            },
+        },
+        "seconds": total,
+        "rows": rows,
+    }
+    if out.exists():  # keep rows measured by earlier --only invocations
+        earlier = json.loads(out.read_text())
+        if earlier.get("settings") == p:
+            result["rows"] = {**earlier.get("rows", {}), **rows}
+    out.write_text(json.dumps(result, indent=2))
+    _plot(result, out.with_suffix(".png"))
+    console.print(f"{len(rows)} rows in {total / 60:.1f} min; results in {out}")
+
+
+def _federated(workdir: Path, p: dict, extra: str, console: Console):
+    from common import ledger
+    from deploy.simulate import run_simulation
+
+    for privacy in workdir.glob("state/*/privacy"):
+        shutil.rmtree(privacy)  # a fresh accountant and ledger for every row
+    shutil.rmtree(workdir / "registry", ignore_errors=True)
+    start = time.perf_counter()
+    report = run_simulation(workdir, 2, p["rounds"], 0, run_config(p, extra), console)
+    seconds = time.perf_counter() - start
+    rounds = [json.loads(x) for x in (report.parent / "metrics.jsonl").read_text().splitlines()]
+    eps = {}
+    for path in workdir.glob("state/*/privacy/ledger.jsonl"):
+        spent = [e["dp"]["epsilon_total"] for e in ledger.read_lines(path) if e.get("dp")]
+        if spent:
+            eps[path.parents[1].name] = max(spent)
+    released = [x for r in rounds for x in r["sites"].get("synthetic", [])]
+    return rounds[-1]["heldout"], seconds, {"epsilon": eps, "synthetic": released}
+
+
+def _plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    names = [n for n in ROWS if n in rows]
+    vendors = sorted({v for n in names for v in rows[n]["metrics"] if v != "overall"})
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / (len(vendors) + 1)
+    for j, v in enumerate(["overall", *vendors]):
+        vals = [rows[n]["metrics"].get(v, {}).get("dice", np.nan) for n in names]
+        ax.bar(np.arange(len(names)) + j * width, vals, width, label=v)
+    ax.set_xticks(np.arange(len(names)) + width * len(vendors) / 2)
+    ax.set_xticklabels(names, rotation=25, ha="right")
+    ax.set_ylabel("held-out Dice (inside FOV)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title("Retinal vessels: DRIVE (Canon) + CHASE_DB1 (Nidek)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _since(start: float) -> float:
+    return time.perf_counter() - start
+
+
+def _pairs(text: str) -> dict:
+    from deploy.demo import parse_overrides
+
+    return parse_overrides(text)
+
+
+if __name__ == "__main__":
+    main()
