@@ -166,7 +166,8 @@ def main() -> None:
             pooled = type(heldout).concat([fuse_arrays(s, "staple") for s in sites.values()])
             record(name, fit(pooled, heldout, run, epochs), _since(start))
         else:
-            record(name, *_federated(args.workdir, p, FEDERATED[name], console))
+            metrics, seconds, more = _federated(args.workdir, p, FEDERATED[name], console)
+            record(name, metrics, seconds, **more)
     total = time.perf_counter() - started
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {
