@@ -154,7 +154,7 @@ def test_compose_consortium_runs_here(tmp_path):
     compose = ComposeHere(tmp_path)
     small = {"FEDSYNTH_IMAGE_SIZE": "32"}
     try:
-        compose.run("init", timeout=300, FEDSYNTH_SAMPLE_CASES="8")
+        compose.run("init", timeout=300, FEDSYNTH_SAMPLE_CASES="5")
         pki = tmp_path / "volumes" / "pki"
         assert {p.name for p in (pki / "keys").iterdir()} >= {"site-1.key", "site-1.pub"}
         assert (pki / "keys" / "site-1.key").stat().st_mode & 0o077 == 0
