@@ -114,6 +114,16 @@ def request_messages(grid, server_round: int) -> list[Message]:
     ]
 
 
+def pool_size(run: RunSettings) -> int:
+    """The side the server trains on pooled pairs at.
+
+    Whole synthetic images are resized to ``image-size`` like the sites' images; with
+    ``synth-patch`` the pairs are patches already at the scale of ``image-size`` and keep
+    the generator's side (resizing them would thicken every structure).
+    """
+    return run.diffusion_settings().image_size if run.synth_patch else run.image_size
+
+
 def train_on_pool(state_dict: dict, pool, run: RunSettings, server_round: int) -> tuple[dict, dict]:
     """Train the global model on the pool for ``server-epochs`` epochs.
 
@@ -230,7 +240,7 @@ class PoolingMixin:
             arrays, metrics = super().aggregate_train(server_round, replies)  # type: ignore[misc]
         if arrays is None or len(self.pool) == 0 or self.run.server_epochs == 0:
             return arrays, metrics
-        pool = self.pool.site_arrays(self.run.image_size)
+        pool = self.pool.site_arrays(pool_size(self.run))
         state, info = train_on_pool(arrays.to_torch_state_dict(), pool, self.run, server_round)
         self.rounds[server_round].server_training = info  # type: ignore[attr-defined]
         logger.info("round %d: %s", server_round, json.dumps(info))

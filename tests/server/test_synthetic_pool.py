@@ -1,0 +1,36 @@
+"""The server's pool of synthetic pairs keeps the scale the sites generated them at."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from common.config import RunSettings
+from server.synthetic_pool import SyntheticPool, pool_size
+
+
+def _pool(tmp_path, side: int) -> SyntheticPool:
+    pool = SyntheticPool(tmp_path)
+    rng = np.random.default_rng(0)
+    masks = np.zeros((3, side, side), np.uint8)
+    masks[:, :, side // 2] = 1  # a vessel one pixel wide
+    pool.add("site-1", rng.random((3, side, side)).astype(np.float32), masks)
+    return pool
+
+
+def test_whole_synthetic_images_are_resized_to_image_size(tmp_path):
+    run = RunSettings.from_config({"image-size": 64, "share": "synthetic", "synth-config": "tiny"})
+    arrays = _pool(tmp_path, 16).site_arrays(pool_size(run))
+    assert arrays.images.shape == (3, 64, 64)
+    assert list(arrays.vendors) == ["synthetic (site-1)"] * 3
+
+
+def test_synthetic_patches_keep_their_scale(tmp_path):
+    """With synth-patch a released pair is a patch at image-size scale: resizing it to
+    image-size would make a one-pixel vessel four pixels wide."""
+    run = RunSettings.from_config(
+        {"image-size": 64, "share": "synthetic", "synth-config": "tiny", "synth-patch": True}
+    )
+    assert pool_size(run) == 16
+    arrays = _pool(tmp_path, 16).site_arrays(pool_size(run))
+    assert arrays.images.shape == (3, 16, 16)
+    assert arrays.masks.sum(axis=(1, 2)).tolist() == [16, 16, 16]
