@@ -109,7 +109,7 @@ def train(
     from monai.losses import DiceCELoss
     from torch.utils.data import DataLoader
 
-    from common.transforms import train_transforms
+    from common.transforms import patch_crop, train_transforms
 
     if len(data) == 0:
         raise ValueError("cannot train on 0 cases")
@@ -119,13 +119,11 @@ def train(
             "DP-SGD counts one sample per image and epoch: set patches-per-image=1 "
             f"(got {settings.patches_per_image}) when dp is on"
         )
-    transforms = (
-        train_transforms(settings.seed, settings.augmentation, settings.patch_size)
-        if augment or settings.patch_size
-        else None
-    )
-    if transforms is not None and not augment:
-        transforms = transforms.transforms[0]  # the patch crop alone
+    transforms = None
+    if augment:
+        transforms = train_transforms(settings.seed, settings.augmentation, settings.patch_size)
+    elif settings.patch_size:
+        transforms = patch_crop(settings.seed, settings.patch_size)
     loader = DataLoader(
         _AugmentedDataset(data, transforms, settings.patches_per_image),
         batch_size=settings.batch_size,

@@ -69,6 +69,19 @@ def train_transforms(seed: int = 0, strength: str = "standard", patch_size: int 
     return pipeline
 
 
+def patch_crop(seed: int, patch_size: int):
+    """The random ``patch_size`` square crop alone (patch training without augmentation).
+
+    Returns:
+        A seeded ``monai.transforms.Compose`` over dict samples.
+    """
+    from monai.transforms import Compose
+
+    pipeline = Compose([_crop(patch_size)])
+    pipeline.set_random_state(seed=seed)
+    return pipeline
+
+
 def _crop(patch_size: int):
     """A random square crop (the first transform), or the identity for whole images."""
     from monai.transforms import Identityd, RandSpatialCropd

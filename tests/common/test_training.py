@@ -91,3 +91,16 @@ def test_dp_refuses_several_patches_per_image(tiny_consortium, tmp_path):
         RunSettings.from_config({"image-size": 64, "patch-size": 100})
     with pytest.raises(ConfigError, match="label-fusion"):
         RunSettings.from_config({"label-fusion": "vote"})
+
+
+def test_patch_crop_alone_is_seeded_and_keeps_image_and_label_aligned():
+    from common.transforms import patch_crop
+
+    image = np.arange(64 * 64, dtype=np.float32).reshape(1, 64, 64)
+    sample = {"image": image, "label": image.copy()}
+    first = [patch_crop(3, 16)(dict(sample)) for _ in range(2)]
+    other = patch_crop(4, 16)(dict(sample))
+    assert np.asarray(first[0]["image"]).shape == (1, 16, 16)
+    assert np.array_equal(np.asarray(first[0]["image"]), np.asarray(first[1]["image"]))
+    assert np.array_equal(np.asarray(first[0]["image"]), np.asarray(first[0]["label"]))
+    assert not np.array_equal(np.asarray(first[0]["image"]), np.asarray(other["image"]))

@@ -134,21 +134,6 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _order() -> list[str]:
-    """Services in depends_on order (the one compose starts them in)."""
-    done: list[str] = []
-
-    def visit(name: str) -> None:
-        for dep in SERVICES[name].get("depends_on", {}):
-            visit(dep)
-        if name not in done:
-            done.append(name)
-
-    for name in SERVICES:
-        visit(name)
-    return done
-
-
 def test_compose_consortium_runs_here(tmp_path):
     """init → superlink → register → three hospitals → coordinator: one TLS round."""
     compose = ComposeHere(tmp_path)
