@@ -72,6 +72,7 @@ class RunSettings:
     network: str = "unet"
     seed: int = 0
     eval_dir: str = ""
+    eval_every: int = 1
     out_dir: str = "runs/latest"
     sim_data_root: str = ""
     sim_state_root: str = ""
@@ -122,6 +123,10 @@ class RunSettings:
             raise ConfigError(
                 "trim-beta must be in [0, 0.5), krum-byzantine and update-norm-factor >= 0; got "
                 f"{self.trim_beta}, {self.krum_byzantine}, {self.update_norm_factor}"
+            )
+        if self.eval_every < 1:
+            raise ConfigError(
+                f"eval-every must be >= 1 (1: evaluate every round), got {self.eval_every}"
             )
         if self.min_sites < 1:
             raise ConfigError(f"min-sites must be >= 1, got {self.min_sites}")
@@ -180,6 +185,12 @@ class RunSettings:
             rounds=self.num_server_rounds,
             budget=site.max_epsilon if site else 0.0,
         )
+
+    def eval_due(self, server_round: int) -> bool:
+        """Whether the server evaluates the global model on its held-out set after
+        ``server_round`` (0: the initial model): every ``eval-every`` rounds and always
+        after the last."""
+        return server_round % self.eval_every == 0 or server_round == self.num_server_rounds
 
     def synth_due(self, server_round: int) -> bool:
         """Whether sites release synthetic pairs in ``server_round`` (round 1, then every

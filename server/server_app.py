@@ -63,7 +63,7 @@ def main(grid: Grid, context: Context) -> None:
     def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         start = time.perf_counter()
         state = arrays.to_torch_state_dict()
-        summary = evaluator(state) if evaluator else None
+        summary = evaluator(state) if evaluator and run.eval_due(server_round) else None
         record = strategy.rounds.get(server_round)
         outputs.record_round(
             server_round,

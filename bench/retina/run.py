@@ -44,8 +44,29 @@ from common.config import RunSettings, SiteSettings  # noqa: E402
 from common.label_fusion import fuse_arrays  # noqa: E402
 from common.metrics import case_metrics, summarise  # noqa: E402
 
-FULL = {"image-size": 512, "patch-size": 128, "patches-per-image": 8, "rounds": 12, "epochs": 2}
-QUICK = {"image-size": 256, "patch-size": 96, "patches-per-image": 4, "rounds": 3, "epochs": 1}
+# rounds x epochs: the passes over the data of every trained row; synth-steps and synth-n:
+# each site's generator training steps and the pairs it releases; eval-every: federated
+# rows score the held-out set every few rounds (always after the last).
+FULL = {
+    "image-size": 512,
+    "patch-size": 128,
+    "patches-per-image": 8,
+    "rounds": 12,
+    "epochs": 2,
+    "synth-steps": 800,
+    "synth-n": 64,
+    "eval-every": 4,
+}
+QUICK = {
+    "image-size": 256,
+    "patch-size": 96,
+    "patches-per-image": 4,
+    "rounds": 3,
+    "epochs": 1,
+    "synth-steps": 100,
+    "synth-n": 16,
+    "eval-every": 3,
+}
 ROWS = (
     "human",
     "trivial: all of the FOV",
@@ -58,10 +79,10 @@ ROWS = (
     "centralised",
     "centralised, STAPLE labels",
 )
-# Each site's generator learns 64 px patches at the 512 px scale (synth-patch) and releases
-# 128 of them (after the memorisation gate); the server trains one epoch per round on
-# the pool (each pair seen patches-per-image times, as a real image is).
-SYNTH = "synth-patch=true synth-n=128 server-epochs=1"
+# Each site's generator learns 64 px patches at the image-size scale (synth-patch); the
+# server trains one epoch per round on the pooled pairs that pass the memorisation gate
+# (each pair seen patches-per-image times, as a real image is).
+SYNTH = "synth-patch=true server-epochs=1"
 FEDERATED = {
     "federated": "",
     "federated DP ε=10": 'dp="local" dp-epsilon=10.0 patches-per-image=1',
@@ -75,7 +96,8 @@ def run_config(p: dict, extra: str = "") -> str:
     return (
         f"image-size={p['image-size']} patch-size={p['patch-size']} "
         f"patches-per-image={p['patches-per-image']} local-epochs={p['epochs']} "
-        f"batch-size=8 learning-rate=0.002 {extra}"
+        f"batch-size=8 learning-rate=0.002 eval-every={p['eval-every']} "
+        f"synth-train-steps={p['synth-steps']} synth-n={p['synth-n']} {extra}"
     ).strip()
 
 

@@ -52,3 +52,12 @@ def test_train_settings_carry_fedprox_mu_and_seed_by_round():
     a, b = run.train_settings(1, 7, 0.1), run.train_settings(2, 7)
     assert a.epochs == 3 and a.proximal_mu == 0.1 and b.proximal_mu == 0.0
     assert a.seed != b.seed
+
+
+def test_eval_every_evaluates_every_nth_round_and_always_the_last():
+    run = RunSettings.from_config({"num-server-rounds": 10, "eval-every": 4})
+    assert [r for r in range(11) if run.eval_due(r)] == [0, 4, 8, 10]
+    every = RunSettings.from_config({"num-server-rounds": 3})
+    assert [r for r in range(4) if every.eval_due(r)] == [0, 1, 2, 3]
+    with pytest.raises(ConfigError, match="eval-every must be >= 1"):
+        RunSettings.from_config({"eval-every": 0})
