@@ -51,8 +51,10 @@ fedsynth site prepare --data-dir "$DATA" --state-dir "$STATE" --image-size "$SIZ
   || echo "WARNING: no usable data at $DATA yet; joining anyway (rounds will be declined with the reason)" >&2
 
 # 2. The warm trainer keeps torch and the data loaded between rounds (optional).
+trainer=""
 if [ "${FEDSYNTH_TRAINER:-1}" = 1 ]; then
   fedsynth site serve --state-dir "$STATE" &
+  trainer=$!
 fi
 
 # 3. Join. Runtime dependency installation is off for SuperNodes (Flower's default):
@@ -61,8 +63,15 @@ fi
 #    (after a crash it stays "online" for up to a minute) and the SuperNode then exits:
 #    start it again after a pause rather than give up (FEDSYNTH_MAX_RETRIES bounds this).
 node_config="site-name=\"$FEDSYNTH_SITE_NAME\" data-dir=\"$DATA\" state-dir=\"$STATE\" ${FEDSYNTH_NODE_CONFIG:-}"
-child=0
-trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 143' TERM INT
+child=""
+# However this script ends (stopped, given up, or the SuperNode done), the SuperNode and
+# the warm trainer end with it: no trainer is left holding the site's data.
+stop() {
+  for pid in $child $trainer; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap 'stop; exit 143' TERM INT
+trap stop EXIT
 attempt=0
 while true; do
   flower-supernode "${args[@]}" --node-config "$node_config" &

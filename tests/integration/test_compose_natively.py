@@ -134,6 +134,18 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _running_with(text: str) -> list[int]:
+    """PIDs of live processes whose command line contains ``text``."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                pids.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
 def test_compose_consortium_runs_here(tmp_path):
     """init → superlink → register → three hospitals → coordinator: one TLS round."""
     compose = ComposeHere(tmp_path)
@@ -185,6 +197,8 @@ def test_compose_consortium_runs_here(tmp_path):
             while compose.procs[name].poll() is None:  # they give up after their retries
                 assert time.monotonic() < deadline, f"{name} still running"
                 time.sleep(1)
+            # and take their warm trainers with them
+            assert _running_with(f"stranger-state/{name}") == [], f"{name}'s trainer left behind"
     finally:
         compose.stop()
     assert "Failed to activate SuperNode" in compose.log("rogue")
