@@ -114,7 +114,7 @@ def request_messages(grid, server_round: int) -> list[Message]:
     ]
 
 
-def pool_size(run: RunSettings) -> int:
+def pool_side(run: RunSettings) -> int:
     """The side the server trains on pooled pairs at.
 
     Whole synthetic images are resized to ``image-size`` like the sites' images; with
@@ -240,7 +240,7 @@ class PoolingMixin:
             arrays, metrics = super().aggregate_train(server_round, replies)  # type: ignore[misc]
         if arrays is None or len(self.pool) == 0 or self.run.server_epochs == 0:
             return arrays, metrics
-        pool = self.pool.site_arrays(pool_size(self.run))
+        pool = self.pool.site_arrays(pool_side(self.run))
         state, info = train_on_pool(arrays.to_torch_state_dict(), pool, self.run, server_round)
         self.rounds[server_round].server_training = info  # type: ignore[attr-defined]
         logger.info("round %d: %s", server_round, json.dumps(info))
