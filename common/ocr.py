@@ -1,14 +1,29 @@
-"""Tesseract in-process, through its C API (``libtesseract.so.5`` from Debian's packages).
+"""Tesseract, always in a process of its own: OCR and torch never share a process.
 
-Running the ``tesseract`` program once per image loads the language model every time
-(about 90 ms per image here); one engine per process loads it once and reads the same
-image in about 20 ms. Nothing is compiled: the C API is reached with :mod:`ctypes`.
+Tesseract's OpenMP runtime (Debian's libgomp, loaded with ``OMP_THREAD_LIMIT=1``) and
+torch's own OpenMP runtime cannot live in one process: once libtesseract is loaded, torch
+training stalls on one core and never finishes. So the rule is architectural, not a
+setting: the rest of the project reads text only through :class:`OcrProcess`, which
+starts ``python -m common.ocr``, a small process that loads libtesseract and never imports
+torch (it refuses to), and talks to it over a pipe. The engine class :class:`Tesseract`
+itself refuses to load in a process that has imported torch.
+
+One engine per OCR process loads the language model once (about 20 ms an image here,
+against 90 ms for one ``tesseract`` program run per image). Nothing is compiled: the C API
+(``libtesseract.so.5`` from Debian's packages) is reached with :mod:`ctypes`.
 
 Typical use::
 
-    engine = Tesseract.open()          # None when libtesseract is not installed
-    for left, top, width, height, confidence, text in engine.words(gray_uint8):
+    ocr = OcrProcess.start()          # None when libtesseract is not installed
+    for left, top, width, height, confidence, text in ocr.words(gray_uint8):
         ...
+    ocr.close()                       # also done when the object is collected, or at exit
+
+Protocol on the pipe (both ends are this module): the child writes one byte, ``1`` when
+its engine is ready or ``0`` when Tesseract is unavailable (then exits). Each request is
+``rows, columns`` (two big-endian uint32) followed by the 8-bit greyscale pixels; the
+reply is a big-endian uint32 length followed by Tesseract's TSV text. ``0, 0`` or the
+end of input ends the child.
 """
 
 from __future__ import annotations
@@ -16,40 +31,49 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
 import weakref
 from collections.abc import Iterator
-
-import numpy as np
+from pathlib import Path
 
 #: Tesseract page segmentation mode 11: sparse text, as much as possible, in no order.
 SPARSE_TEXT = 11
+#: Seconds one image may take before the OCR process is taken to be stuck.
+IMAGE_TIMEOUT = 60.0
 _LIBRARY = "tesseract"
+_SIZE = struct.Struct("!II")
+_LENGTH = struct.Struct("!I")
+
+
+class OcrUnavailable(RuntimeError):
+    """The OCR process failed or timed out on an image (it is restarted for the next)."""
+
+
+# ------------------------------------------------------------------ the engine (child side)
 
 
 def _load() -> ctypes.CDLL | None:
+    if sys.modules.get("torch") is not None:
+        raise RuntimeError(
+            "libtesseract must not be loaded in a process that uses torch (their OpenMP "
+            "runtimes stall each other); read text through common.ocr.OcrProcess"
+        )
     name = ctypes.util.find_library(_LIBRARY) or "libtesseract.so.5"
-    # One OpenMP thread: Tesseract's thread pool costs far more than it saves on images
-    # this size (6x slower here), and workers already use the cores. OpenMP reads the
-    # limit once, when the library loads, so it is set only for the load and then
-    # restored: left in the environment it would reach every child process, and torch's
-    # OpenMP hangs under OMP_THREAD_LIMIT=1.
-    previous = os.environ.get("OMP_THREAD_LIMIT")
-    os.environ["OMP_THREAD_LIMIT"] = "1"
     try:
         lib = ctypes.CDLL(name)
     except OSError:
         return None
-    finally:
-        if previous is None:
-            del os.environ["OMP_THREAD_LIMIT"]
-        else:
-            os.environ["OMP_THREAD_LIMIT"] = previous
     vp, cp, i = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
     lib.TessBaseAPICreate.restype = vp
     lib.TessBaseAPIInit3.argtypes = [vp, cp, cp]
     lib.TessBaseAPISetPageSegMode.argtypes = [vp, i]
     lib.TessBaseAPISetSourceResolution.argtypes = [vp, i]
-    lib.TessBaseAPISetImage.argtypes = [vp, vp, i, i, i, i]
+    lib.TessBaseAPISetImage.argtypes = [vp, cp, i, i, i, i]
     lib.TessBaseAPISetVariable.argtypes = [vp, cp, cp]
     lib.TessBaseAPIGetTsvText.argtypes = [vp, i]
     lib.TessBaseAPIGetTsvText.restype = vp
@@ -66,7 +90,11 @@ def _close(lib: ctypes.CDLL, handle: int) -> None:
 
 
 class Tesseract:
-    """One Tesseract engine with the English model loaded, reused for every image."""
+    """One Tesseract engine with a language model loaded, reused for every image.
+
+    Only for the OCR process (``python -m common.ocr``); everywhere else use
+    :class:`OcrProcess`.
+    """
 
     def __init__(self, lib: ctypes.CDLL, handle: int):
         self._lib = lib
@@ -80,6 +108,9 @@ class Tesseract:
         Returns:
             The engine, or ``None`` when libtesseract or the model is not installed
             (``deploy/install.sh`` installs both).
+
+        Raises:
+            RuntimeError: in a process that has imported torch.
         """
         lib = _load()
         if lib is None:
@@ -92,34 +123,192 @@ class Tesseract:
         lib.TessBaseAPISetVariable(handle, b"debug_file", os.devnull.encode())  # no chatter
         return cls(lib, handle)
 
-    def words(self, gray: np.ndarray) -> Iterator[tuple[int, int, int, int, float, str]]:
-        """Words Tesseract reads in an 8-bit greyscale image.
-
-        Args:
-            gray: a 2D ``uint8`` array.
-
-        Returns:
-            ``(left, top, width, height, confidence, text)`` for each word, in pixels of
-            ``gray``; confidence runs from 0 to 100.
-        """
-        img = np.ascontiguousarray(gray, dtype=np.uint8)
-        if img.ndim != 2:
-            raise ValueError(f"OCR needs a 2D greyscale image, got shape {img.shape}")
+    def tsv(self, pixels: bytes, rows: int, columns: int) -> str:
+        """Tesseract's TSV output for an 8-bit greyscale image given as raw bytes."""
+        if len(pixels) != rows * columns:
+            raise ValueError(f"{len(pixels)} bytes for a {rows}x{columns} image")
         lib, handle = self._lib, self._handle
-        lib.TessBaseAPISetImage(
-            handle, img.ctypes.data, img.shape[1], img.shape[0], 1, img.shape[1]
-        )
+        lib.TessBaseAPISetImage(handle, pixels, columns, rows, 1, columns)
         lib.TessBaseAPISetSourceResolution(handle, 300)
         ptr = lib.TessBaseAPIGetTsvText(handle, 0)
         try:
-            tsv = ctypes.string_at(ptr).decode("utf-8", "replace") if ptr else ""
+            return ctypes.string_at(ptr).decode("utf-8", "replace") if ptr else ""
         finally:
             if ptr:
                 lib.TessDeleteText(ptr)
             lib.TessBaseAPIClear(handle)
+
+
+def _read_exact(stream, n: int) -> bytes | None:
+    data = b""
+    while len(data) < n:
+        chunk = stream.read(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def serve(stdin, stdout, language: str = "eng") -> None:
+    """The OCR process's loop: read images from ``stdin``, write TSV text to ``stdout``."""
+    engine = Tesseract.open(language)
+    stdout.write(b"1" if engine is not None else b"0")
+    stdout.flush()
+    if engine is None:
+        return
+    while True:
+        header = _read_exact(stdin, _SIZE.size)
+        if header is None:
+            return
+        rows, columns = _SIZE.unpack(header)
+        if rows == 0 or columns == 0:
+            return
+        pixels = _read_exact(stdin, rows * columns)
+        if pixels is None:
+            return
+        text = engine.tsv(pixels, rows, columns).encode("utf-8")
+        stdout.write(_LENGTH.pack(len(text)) + text)
+        stdout.flush()
+
+
+def main() -> None:
+    """Entry point of ``python -m common.ocr`` (started by :class:`OcrProcess`)."""
+    sys.modules["torch"] = None  # type: ignore[assignment]  # importing torch here fails
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it closes our stdin
+    serve(sys.stdin.buffer, sys.stdout.buffer, sys.argv[1] if len(sys.argv) > 1 else "eng")
+
+
+# ------------------------------------------------------------------ the client (caller side)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            proc.stdin.close()
+            proc.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+    proc.stdout.close()
+
+
+class OcrProcess:
+    """A Tesseract engine in a child process (``python -m common.ocr``).
+
+    The child ends when :meth:`close` is called, when this object is collected, when the
+    calling process exits (its end of the pipe closes, whatever the reason) or when it is
+    interrupted. Not shared between threads without the internal lock, which it takes.
+    """
+
+    def __init__(self, proc: subprocess.Popen, language: str):
+        self._proc = proc
+        self._language = language
+        self._lock = threading.Lock()
+        self._finalizer = weakref.finalize(self, _stop, proc)
+
+    @staticmethod
+    def _spawn(language: str) -> subprocess.Popen:
+        root = str(Path(__file__).resolve().parents[1])
+        env = {
+            **os.environ,
+            # One OpenMP thread: Tesseract's thread pool costs far more than it saves on
+            # images this size (6x slower here); parallelism comes from worker processes.
+            "OMP_THREAD_LIMIT": "1",
+            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
+        }
+        return subprocess.Popen(
+            [sys.executable, "-m", "common.ocr", language],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=root,
+        )
+
+    @classmethod
+    def start(cls, language: str = "eng") -> OcrProcess | None:
+        """Start the OCR process and wait until its engine is ready.
+
+        Returns:
+            The client, or ``None`` when libtesseract or the language model is not
+            installed (``deploy/install.sh`` installs both).
+        """
+        proc = cls._spawn(language)
+        ready = _read_exact(proc.stdout, 1)
+        if ready != b"1":
+            _stop(proc)
+            return None
+        return cls(proc, language)
+
+    @property
+    def pid(self) -> int:
+        """The OCR process's PID."""
+        return self._proc.pid
+
+    def close(self) -> None:
+        """End the OCR process."""
+        self._finalizer()
+
+    def words(self, gray) -> Iterator[tuple[int, int, int, int, float, str]]:
+        """Words Tesseract reads in an 8-bit greyscale image.
+
+        Args:
+            gray: a 2D ``uint8`` numpy array.
+
+        Returns:
+            ``(left, top, width, height, confidence, text)`` for each word, in pixels of
+            ``gray``; confidence runs from 0 to 100.
+
+        Raises:
+            OcrUnavailable: the OCR process died or took longer than
+                :data:`IMAGE_TIMEOUT` on this image (it is restarted for the next one).
+        """
+        import numpy as np
+
+        img = np.ascontiguousarray(gray, dtype=np.uint8)
+        if img.ndim != 2:
+            raise ValueError(f"OCR needs a 2D greyscale image, got shape {img.shape}")
+        with self._lock:
+            tsv = self._ask(img)
         for line in tsv.splitlines():
             cols = line.split("\t")
             if len(cols) != 12 or cols[0] != "5":  # level 5 = word
                 continue
             left, top, width, height = (int(c) for c in cols[6:10])
             yield left, top, width, height, float(cols[10]), cols[11]
+
+    def _ask(self, img) -> str:
+        # Two tries: the first may meet an OCR process that died since the last image.
+        for _ in range(2):
+            if self._proc.poll() is not None:
+                self._restart()
+            body = self._exchange(img)
+            if body is not None:
+                return body.decode("utf-8", "replace")
+            self._restart()
+        raise OcrUnavailable(
+            f"the OCR process failed or took over {IMAGE_TIMEOUT:.0f} s on an image"
+        )
+
+    def _exchange(self, img) -> bytes | None:
+        stdin, stdout = self._proc.stdin, self._proc.stdout
+        try:
+            stdin.write(_SIZE.pack(*img.shape) + img.tobytes())
+            stdin.flush()
+            if not select.select([stdout], [], [], IMAGE_TIMEOUT)[0]:
+                return None
+            header = _read_exact(stdout, _LENGTH.size)
+            return None if header is None else _read_exact(stdout, *_LENGTH.unpack(header))
+        except OSError:
+            return None
+
+    def _restart(self) -> None:
+        self._finalizer()
+        self._proc = self._spawn(self._language)
+        self._finalizer = weakref.finalize(self, _stop, self._proc)
+        if _read_exact(self._proc.stdout, 1) != b"1":
+            raise OcrUnavailable("the OCR process could not be restarted")
+
+
+if __name__ == "__main__":
+    main()

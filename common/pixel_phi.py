@@ -5,8 +5,9 @@ often burns text in (:data:`SUSPECT_MODALITIES`). For a suspect image:
 
 1. a known text region for its device (:data:`KNOWN_REGIONS`, keyed by Manufacturer and
    model, in the spirit of per-model pixel anonymiser scripts) is blanked;
-2. OCR (Tesseract in-process, :mod:`common.ocr`) looks for words; each word read with
-   confidence >= :data:`MIN_CONFIDENCE` is blanked;
+2. OCR (Tesseract in a process of its own, :mod:`common.ocr`: it never shares a process
+   with torch) looks for words; each word read with confidence >= :data:`MIN_CONFIDENCE`
+   is blanked;
 3. OCR runs again on the cleaned image; any word still read means the image cannot be
    cleaned with confidence.
 
@@ -24,7 +25,7 @@ import os
 import numpy as np
 
 from common.errors import IntakeError
-from common.ocr import Tesseract
+from common.ocr import OcrProcess, OcrUnavailable
 
 #: (Manufacturer, ManufacturerModelName) -> share of rows from the top that hold text.
 KNOWN_REGIONS: dict[tuple[str, str], float] = {
@@ -45,9 +46,12 @@ def is_suspect(ds) -> bool:
 
 
 @functools.cache
-def _engine(pid: int) -> Tesseract | None:
-    """One engine per process (keyed by pid, so a forked worker loads its own)."""
-    return Tesseract.open()
+def _engine(pid: int) -> OcrProcess | None:
+    """One OCR process per calling process (keyed by pid, so a forked worker starts its own).
+
+    Started on first use; it ends with the calling process.
+    """
+    return OcrProcess.start()
 
 
 def ocr_available() -> bool:
@@ -87,7 +91,11 @@ def read_words(pixels: np.ndarray) -> list[tuple[int, int, int, int]]:
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale))
     boxes = []
-    for left, top, width, height, confidence, text in engine.words(np.asarray(img)):
+    try:
+        words = list(engine.words(np.asarray(img)))
+    except OcrUnavailable as exc:
+        raise IntakeError(f"{exc}; held for review", quarantine=True) from None
+    for left, top, width, height, confidence, text in words:
         if len(text.strip()) < 2 or confidence < MIN_CONFIDENCE:
             continue
         left, top, width, height = (v // scale for v in (left, top, width, height))
