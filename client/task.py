@@ -17,7 +17,7 @@ import torch
 
 from common.config import RunSettings, SiteSettings
 from common.errors import IntakeError
-from common.intake import SiteArrays, prepare_site
+from common.intake import SiteArrays, load_prepared
 
 logger = logging.getLogger(__name__)
 
@@ -51,24 +51,25 @@ class Declined(Exception):
 
 
 def load_site(site: SiteSettings, run: RunSettings) -> tuple[SiteArrays, SiteArrays]:
-    """The site's (train, validation) arrays from its state-dir cache, with the run's
-    ``label-fusion`` applied where a second annotator exists.
+    """The site's (train, validation) arrays from the cache ``fedsynth site prepare`` made,
+    with the run's ``label-fusion`` applied where a second annotator exists.
 
-    The cache is built by ``fedsynth site prepare`` ahead of time; if the data folder
-    changed since, it is rebuilt here.
+    Training never de-identifies: without a prepared cache the site declines.
 
     Raises:
-        Declined: when the data folder is missing or holds no usable case.
+        Declined: when the site has not been prepared at the run's image size, or holds no
+            usable case.
     """
     try:
-        arrays, report = prepare_site(site.data_dir, site.state_dir, run.image_size)
+        arrays, meta = load_prepared(site.data_dir, site.state_dir, run.image_size)
     except IntakeError as exc:
         raise Declined(f"site data unavailable: {exc}") from None
     if len(arrays) == 0:
-        c = report.counts()
+        c = meta.get("counts", {})
         raise Declined(
-            f"no usable cases ({c['rejected']} files rejected, {c['quarantined']} "
-            f"quarantined; see intake_report.json in the site's state dir)"
+            f"no usable cases ({c.get('rejected', 0)} files rejected, "
+            f"{c.get('quarantined', 0)} quarantined; see intake_report.json in the site's "
+            "state dir)"
         )
     if run.label_fusion != "first":
         from common.label_fusion import fuse_arrays

@@ -60,22 +60,59 @@ def _quiet_pydicom():
         config.settings.reading_validation_mode, config.settings.writing_validation_mode = modes
 
 
+@contextlib.contextmanager
+def _pydicom_warnings_to_log():
+    """Hold back pydicom's warnings, and the log lines it doubles them with, for the block;
+    then log one debug line naming only their count and categories. Their text is dropped:
+    pydicom's warnings can quote header values (PHI)."""
+    import warnings
+
+    def drop_pydicom_warnings(record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING
+
+    pydicom_log = logging.getLogger("pydicom")
+    pydicom_log.addFilter(drop_pydicom_warnings)  # a new filter per call: threads may overlap
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        pydicom_log.removeFilter(drop_pydicom_warnings)
+        if caught:
+            kinds = Counter(w.category.__name__ for w in caught)
+            logger.debug(
+                "%d warning(s) while reading a DICOM file: %s (text not logged: it can quote "
+                "header values)",
+                len(caught),
+                ", ".join(f"{name} x{n}" for name, n in sorted(kinds.items())),
+            )
+
+
 def read_dicom(path: Path):
-    """Read a DICOM file or raise :class:`IntakeError` with a reason (no header values)."""
+    """Read a DICOM file or raise :class:`IntakeError` with a reason (no header values).
+
+    Every element is decoded here (pydicom decodes lazily), so that the warnings reading
+    raises are all raised now: they go to the log as one debug line that names only their
+    count and categories, never to the caller or the terminal. A file whose elements cannot
+    be decoded is refused here too.
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
         if path.stat().st_size == 0:
             raise IntakeError("empty file (0 bytes)")
-        try:
-            ds = pydicom.dcmread(path)
-        except InvalidDicomError:
-            # No preamble or file meta (older exports): accept only if it parses as a
-            # dataset with a SOP class.
-            ds = pydicom.dcmread(path, force=True)
-            if "SOPClassUID" not in ds:
-                raise InvalidDicomError("no preamble and no SOP class") from None
+        with _pydicom_warnings_to_log():
+            try:
+                ds = pydicom.dcmread(path)
+            except InvalidDicomError:
+                # No preamble or file meta (older exports): accept only if it parses as a
+                # dataset with a SOP class.
+                ds = pydicom.dcmread(path, force=True)
+                if "SOPClassUID" not in ds:
+                    raise InvalidDicomError("no preamble and no SOP class") from None
+            ds.walk(lambda _ds, _elem: None)  # decode every element, nested ones included
     except IntakeError:
         raise
     except InvalidDicomError:

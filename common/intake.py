@@ -29,6 +29,7 @@ sizes or modification times change, or when the training resolution changes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -89,6 +90,44 @@ class IntakeReport:
         """A JSON-ready dict. It names local input files, whose paths may carry
         identifiers: it stays in the site's state dir and is never sent."""
         return {**asdict(self), "counts": self.counts()}
+
+    def size_summary(self, top: int = 3) -> str:
+        """The image sizes in one short line: the range, then the commonest few.
+
+        ``image_sizes`` keeps every distinct size with its count (the site's own record);
+        this is what a person reads. Sizes are ordered by pixel count.
+
+        Args:
+            top: how many of the commonest sizes to name (at least 1).
+
+        Returns:
+            e.g. ``"500x500 to 1350x1080 (312 distinct); most common: 622x529 (35),
+            576x720 (20), 1280x1024 (18)"``, ``"512x512 (all 40)"`` when every image has
+            the same size, or ``"none"`` when there is no image.
+
+        Raises:
+            ValueError: if ``top`` is less than 1.
+        """
+        if top < 1:
+            raise ValueError(f"top must be at least 1, got {top}")
+        sizes = {k: n for k, n in self.image_sizes.items() if n > 0}
+        if not sizes:
+            return "none"
+        if len(sizes) == 1:
+            size, n = next(iter(sizes.items()))
+            return f"{size} (all {n})"
+        by_area = sorted(sizes, key=_size_order)
+        commonest = sorted(sizes.items(), key=lambda kv: (-kv[1], _size_order(kv[0])))[:top]
+        common = ", ".join(f"{k} ({n})" for k, n in commonest)
+        return f"{by_area[0]} to {by_area[-1]} ({len(sizes)} distinct); most common: {common}"
+
+
+def _size_order(size: str) -> tuple[int, int, str]:
+    """Sort key for a ``"WxH"`` size: pixel count, then width (unparsable keys first)."""
+    w, _, h = size.partition("x")
+    if not (w.isdigit() and h.isdigit()):
+        return (-1, -1, size)
+    return (int(w) * int(h), int(w), size)
 
 
 @dataclass
@@ -156,7 +195,53 @@ def _fingerprint(data_dir: Path, files: list[Path], image_size: int) -> str:
 
 
 def _list_files(data_dir: Path) -> list[Path]:
-    return sorted(p for p in data_dir.rglob("*") if p.is_file() or p.is_symlink())
+    """Every file under ``data_dir``, sorted, following symbolic links to folders.
+
+    Paths stay under ``data_dir`` as written (a file reached through the link ``images ->
+    /elsewhere/imgs`` is ``DATA/images/x.png``), since relative paths name files in the
+    report. A linked folder whose real path was already listed (a loop such as ``images/up
+    -> ..``, or a second link to the same folder) is skipped. Links to files are listed, and
+    so are broken links, which intake rejects.
+
+    Raises:
+        PermissionError: if ``data_dir`` itself cannot be listed.
+    """
+    import os  # local: the module header is shared with prepare_site's edits
+
+    skipped: list[str] = []
+
+    def unreadable(exc: OSError) -> None:
+        if exc.filename is None or Path(exc.filename) == data_dir:
+            raise exc
+        skipped.append(exc.filename)
+
+    visited = {os.path.realpath(data_dir)}
+    files: list[Path] = []
+    looped = 0
+    for folder, subfolders, names in os.walk(data_dir, onerror=unreadable, followlinks=True):
+        keep = []
+        for name in sorted(subfolders):
+            real = os.path.realpath(os.path.join(folder, name))
+            if real in visited:
+                looped += 1
+            else:
+                visited.add(real)
+                keep.append(name)
+        subfolders[:] = keep  # os.walk descends only into these
+        files.extend(Path(folder) / name for name in names)
+    if looped:
+        logger.info(
+            "skipped %d link(s) to a folder already listed (a loop or a second link to the "
+            "same folder); their files are listed once",
+            looped,
+        )
+    if skipped:
+        logger.warning(
+            "%d folder(s) under the data dir could not be listed and are not in the intake "
+            "report; give the SuperNode's user read access to every folder under it",
+            len(skipped),
+        )
+    return sorted(files)
 
 
 def _folder_role(rel: Path) -> str | None:
@@ -272,7 +357,7 @@ def prepare_site(
             "set the SuperNode's node_config data-dir to the site's images"
         )
     state_dir.mkdir(parents=True, exist_ok=True)
-    cache_npz = state_dir / "cache" / f"site-{image_size}.npz"
+    cache_npz = cache_path(state_dir, image_size)
     cache_meta = cache_npz.with_suffix(".json")
     try:
         files = _list_files(data_dir)
@@ -376,21 +461,25 @@ def prepare_site(
         table.save()
     arrays = _to_arrays(good, image_size)
     _summarise(report, good, arrays)
+    # Each file is written whole or not at all, the cache's description last: an
+    # interrupted intake leaves the previous cache or none, never half of one.
     cache_npz.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache_npz, **{k: getattr(arrays, k) for k in SiteArrays.__dataclass_fields__})
+    cache_meta.unlink(missing_ok=True)
+    with _replaced(cache_npz) as f:
+        np.savez(f, **{k: getattr(arrays, k) for k in SiteArrays.__dataclass_fields__})
     # The report names input files (paths can carry identifiers): it stays in the state
     # dir for the site's staff. The cache holds only pseudonymised arrays and counts.
-    report_path.write_text(json.dumps(report.to_json(), indent=2))
-    cache_meta.write_text(
-        json.dumps(
-            {
-                "fingerprint": fingerprint,
-                "image_size": image_size,
-                "cases": report.cases,
-                "counts": report.counts(),
-            }
-        )
-    )
+    with _replaced(report_path) as f:
+        f.write(json.dumps(report.to_json(), indent=2).encode())
+    meta = {
+        "fingerprint": fingerprint,
+        "data_dir": str(data_dir.resolve()),
+        "image_size": image_size,
+        "cases": report.cases,
+        "counts": report.counts(),
+    }
+    with _replaced(cache_meta) as f:
+        f.write(json.dumps(meta).encode())
     logger.info("prepared site: %d cases, %s", report.cases, report.counts())
     return arrays, report
 
@@ -467,12 +556,78 @@ def _summarise(report: IntakeReport, cases: list[_Case], arrays: SiteArrays) -> 
 
     report.cases = len(cases)
     report.vendors = dict(Counter(c.vendor for c in cases))
-    report.image_sizes = dict(Counter(f"{c.image.shape[1]}x{c.image.shape[0]}" for c in cases))
+    sizes = Counter(f"{c.image.shape[1]}x{c.image.shape[0]}" for c in cases)
+    report.image_sizes = dict(sizes.most_common())  # every size, commonest first
     if cases:
         report.foreground_fraction = float(np.mean([c.mask.mean() for c in cases]))
         report.objects_per_case = float(np.mean([ndimage.label(c.mask)[1] for c in cases]))
         report.empty_masks = int(sum(not c.mask.any() for c in cases))
         report.second_annotator = int(arrays.has_mask2.sum())
+
+
+def cache_path(state_dir: Path, image_size: int) -> Path:
+    """Where :func:`prepare_site` keeps a site's arrays at ``image_size``."""
+    return Path(state_dir) / "cache" / f"site-{image_size}.npz"
+
+
+@contextlib.contextmanager
+def _replaced(path: Path):
+    """A binary file handle whose content replaces ``path`` only if the block completes."""
+    part = path.with_name(path.name + ".part")
+    try:
+        with open(part, "wb") as f:
+            yield f
+        part.replace(path)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def load_prepared(data_dir: Path, state_dir: Path, image_size: int) -> tuple[SiteArrays, dict]:
+    """The arrays ``fedsynth site prepare`` cached for a site; never de-identifies.
+
+    Training reads only what intake produced: de-identification (with pixel OCR) is a
+    phase of its own. A folder that changed since it was prepared is still served from
+    the prepared cache, with a warning in the log.
+
+    Args:
+        data_dir: the site's raw data folder (only compared, never read).
+        state_dir: the site's state dir, where intake left its cache.
+        image_size: the run's training resolution.
+
+    Returns:
+        ``(arrays, description)``; the description has the intake ``counts``.
+
+    Raises:
+        IntakeError: no cache at this size, or one prepared from another data folder; the
+            message says which command to run (it names no path: it may leave the site).
+    """
+    npz = cache_path(state_dir, image_size)
+    meta_path = npz.with_suffix(".json")
+    if not npz.exists() or not meta_path.exists():
+        raise IntakeError(
+            f"no prepared data at image-size {image_size}: run `fedsynth site prepare "
+            f"--image-size {image_size}` with this node's data-dir and state-dir before "
+            "the run (training never de-identifies)"
+        )
+    meta = json.loads(meta_path.read_text())
+    data_dir = Path(data_dir)
+    prepared_from = meta.get("data_dir")
+    if prepared_from and data_dir.exists() and Path(prepared_from) != data_dir.resolve():
+        raise IntakeError(
+            "the prepared data came from another folder than this node's data-dir: run "
+            f"`fedsynth site prepare --image-size {image_size}` again with the data-dir "
+            "in use"
+        )
+    try:
+        current = _fingerprint(data_dir, _list_files(data_dir), image_size)
+    except OSError:
+        current = meta.get("fingerprint")
+    if current != meta.get("fingerprint"):
+        logger.warning(
+            "the data folder changed since it was prepared; training on the data prepared "
+            "then. Run `fedsynth site prepare` to include the changes"
+        )
+    return load_cached(npz), meta
 
 
 def load_cached(path: Path) -> SiteArrays:

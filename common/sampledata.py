@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -368,10 +369,16 @@ def write_consortium(
 
     Returns:
         The manifest, also written to ``out/manifest.json``.
+
+    The files are written to ``out.part`` first, which becomes ``out`` once complete: an
+    interrupted run leaves no half consortium (the next one starts ``out.part`` afresh).
     """
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty; choose a new folder or delete it first")
+    final = Path(out)
+    if final.exists() and any(final.iterdir()):
+        raise FileExistsError(f"{final} is not empty; choose a new folder or delete it first")
+    out = final.with_name(final.name + ".part")
+    if out.exists():
+        shutil.rmtree(out)
     sites = default_sites(n_sites, cases_per_site)
     manifest: dict = {"seed": seed, "format": "fedsynth-sample/1", "sites": [], "heldout": {}}
     for s_idx, site in enumerate(sites):
@@ -418,6 +425,7 @@ def write_consortium(
         )
     manifest["heldout"] = {"dir": "heldout", "vendors": held}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    out.replace(final)  # an empty ``final`` folder is replaced too
     return manifest
 
 

@@ -14,6 +14,7 @@ fedsynth deploy certs | node-key | register-node   TLS and SuperNode authenticat
 from __future__ import annotations
 
 import logging
+import signal
 from pathlib import Path
 
 import typer
@@ -318,9 +319,18 @@ def report(run_dir: Path = typer.Argument(..., help="A run's output folder.")) -
     console.print(f"report: {render(run_dir)}")
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Entry point of the ``fedsynth`` script."""
+    """Entry point of the ``fedsynth`` script.
+
+    SIGTERM (``kill``, ``docker stop``, a CI timeout) stops a command as Ctrl-C does: every
+    command unwinds, stops the processes it started and leaves its folders consistent.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _terminate)
     app()
 
 

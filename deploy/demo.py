@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import time
 import tomllib
 from pathlib import Path
@@ -24,11 +23,8 @@ from common.config import RunSettings, SiteSettings
 from common.intake import SiteArrays, load_cached, prepare_site
 from common.report import BASELINES_FILE, METRICS_FILE, render
 from deploy.local import LocalConsortium, SiteNode, app_dir
+from deploy.phases import Phases
 from deploy.views import print_intake, print_results, progress_bar
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def default_run_config() -> dict:
@@ -150,9 +146,7 @@ def run_demo(
         Path of ``report.html``.
     """
     console = console or Console()
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` cleans up like Ctrl-C does
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
+    phases = Phases(console)
     config = {**default_run_config(), **overrides, **parse_overrides(extra)}
     run_dir = workdir / "runs" / time.strftime("%Y%m%d-%H%M%S")
     config["out-dir"] = str(run_dir)
@@ -160,55 +154,56 @@ def run_demo(
     config.setdefault("registry", str(workdir / "registry"))
     run = RunSettings.from_config(config)
 
-    manifest = _ensure_data(workdir / "data", n_sites, cases_per_site, console)
-    timings["sample-data"] = time.perf_counter() - t0
-    t = time.perf_counter()
-    nodes = []
-    for site in manifest["sites"]:
-        state = workdir / "state" / site["name"]
-        _prepare(workdir / "data" / site["dir"], state, site["name"], run.image_size, console)
-        if run.registry:  # the coordinator registers each site's ledger key
-            site_keys.register(run.registry, site["name"], site_keys.load_or_create(state)[1])
-        if run.share != "weights":  # each hospital trains its generator before the run
-            data_dir = str(workdir / "data" / site["dir"])
-            pretrain_generator(SiteSettings(data_dir, str(state), site["name"]), run, console)
-        nodes.append(
-            SiteNode(
-                site["name"],
-                {
-                    "site-name": site["name"],
-                    "data-dir": str(workdir / "data" / site["dir"]),
-                    "state-dir": str(state),
-                },
-                trainer=trainers,
+    with phases("sample-data", resume="a re-run generates the sample data again"):
+        manifest = _ensure_data(workdir / "data", n_sites, cases_per_site, console)
+    with phases("intake", resume="prepared sites keep their cache; a re-run goes on"):
+        nodes = []
+        for site in manifest["sites"]:
+            state = workdir / "state" / site["name"]
+            _prepare(workdir / "data" / site["dir"], state, site["name"], run.image_size, console)
+            if run.registry:  # the coordinator registers each site's ledger key
+                site_keys.register(run.registry, site["name"], site_keys.load_or_create(state)[1])
+            nodes.append(
+                SiteNode(
+                    site["name"],
+                    {
+                        "site-name": site["name"],
+                        "data-dir": str(workdir / "data" / site["dir"]),
+                        "state-dir": str(state),
+                    },
+                    trainer=trainers,
+                )
             )
+        _prepare(
+            Path(run.eval_dir),
+            run_dir / "heldout-state",
+            "held-out set (coordinator)",
+            run.image_size,
+            console,
         )
-    _prepare(
-        Path(run.eval_dir),
-        run_dir / "heldout-state",
-        "held-out set (coordinator)",
-        run.image_size,
-        console,
-    )
-    timings["intake"] = time.perf_counter() - t
+    if run.share != "weights":  # each hospital trains its generator before the run
+        with phases("generators", resume="trained generators are kept; a re-run goes on"):
+            for node in nodes:
+                cfg = node.node_config
+                site = SiteSettings(cfg["data-dir"], cfg["state-dir"], node.name)
+                pretrain_generator(site, run, console)
 
-    t = time.perf_counter()
-    console.print(
-        f"starting a SuperLink and {len(nodes)} SuperNodes on localhost; "
-        f"logs in {workdir / 'flwr' / 'logs'}"
-    )
-    with LocalConsortium(workdir / "flwr", nodes) as consortium:
-        run_id = consortium.submit(config)
+    with phases("federated", resume="a re-run starts a new run"):
         console.print(
-            f"run {run_id} submitted: {run.num_server_rounds} rounds of "
-            f"{run.strategy}, {run.local_epochs} local epoch(s) per round"
+            f"starting a SuperLink and {len(nodes)} SuperNodes on localhost; "
+            f"logs in {workdir / 'flwr' / 'logs'}"
         )
-        bar, tick = _follow(run_dir, run.num_server_rounds, console)
-        with bar:
-            status = consortium.wait(
-                run_id, timeout=run.num_server_rounds * run.round_timeout + 300, on_tick=tick
+        with LocalConsortium(workdir / "flwr", nodes) as consortium:
+            run_id = consortium.submit(config)
+            console.print(
+                f"run {run_id} submitted: {run.num_server_rounds} rounds of "
+                f"{run.strategy}, {run.local_epochs} local epoch(s) per round"
             )
-    timings["federated"] = time.perf_counter() - t
+            bar, tick = _follow(run_dir, run.num_server_rounds, console)
+            with bar:
+                status = consortium.wait(
+                    run_id, timeout=run.num_server_rounds * run.round_timeout + 300, on_tick=tick
+                )
     if status.get("status") != "finished:completed":
         raise RuntimeError(
             f"run {run_id} ended as {status.get('status')}: "
@@ -216,12 +211,12 @@ def run_demo(
             f"{workdir / 'flwr' / 'logs' / f'run-{run_id}.log'}"
         )
     if baselines:
-        t = time.perf_counter()
-        add_baselines(
-            run_dir, [workdir / "state" / s["name"] for s in manifest["sites"]], console, run
-        )
-        timings["baselines"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t0
+        resume = f"the federated run is kept: `fedsynth baselines {run_dir} ...` adds them"
+        with phases("baselines", resume=resume):
+            add_baselines(
+                run_dir, [workdir / "state" / s["name"] for s in manifest["sites"]], console, run
+            )
+    timings = {**phases.timings, "total": phases.total()}
     (run_dir / "timings.json").write_text(json.dumps(timings, indent=2))
     print_results(console, run_dir)
     console.print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))

@@ -15,6 +15,7 @@ ClientApp processes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -133,13 +134,20 @@ def _alive(pid: int) -> bool:
 
 def stop_tree(pid: int, grace: float = 10.0) -> None:
     """SIGTERM ``pid`` and its descendants (by process group), then SIGKILL leftovers."""
-    tree = [pid] + descendants(pid)
+    stop_trees([pid], grace)
+
+
+def stop_trees(pids: list[int], grace: float = 10.0) -> None:
+    """Stop several process trees at once: SIGTERM every process group in them, wait up
+    to ``grace`` seconds for all of them together, then SIGKILL whatever is left."""
+    tree = [p for pid in pids for p in [pid, *descendants(pid)]]
     groups = set()
     for p in tree:
         try:
             groups.add(os.getpgid(p))
         except ProcessLookupError:
             pass
+    groups.discard(os.getpgrp())  # never our own group: only the trees we started
     for g in groups:
         try:
             os.killpg(g, signal.SIGTERM)
@@ -148,12 +156,41 @@ def stop_tree(pid: int, grace: float = 10.0) -> None:
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(_alive(p) for p in tree):
         time.sleep(0.1)
+    # SIGKILL what is left, by group too: a process started while the others were
+    # stopping (Ray starts its agents late) is in no list, but it is in its parent's group.
+    for g in groups:
+        try:
+            os.killpg(g, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     for p in tree:
         if _alive(p):
             try:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@contextlib.contextmanager
+def _uninterrupted():
+    """Hold Ctrl-C and SIGTERM while processes are being stopped (a second Ctrl-C would
+    leave some running); they take effect once the block ends."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in handlers:
+        signal.signal(s, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+        if received:
+            raise KeyboardInterrupt
 
 
 class LocalConsortium:
@@ -338,10 +375,14 @@ class LocalConsortium:
 
     def stop_node(self, name: str) -> None:
         """Stop one SuperNode and everything it started."""
-        proc = self.procs.pop(name, None)
-        if proc is not None:
-            stop_tree(proc.pid)
-            proc.wait(timeout=5)
+        self._stop([name], grace=10.0)
+
+    def _stop(self, names: list[str], grace: float) -> None:
+        procs = [p for p in (self.procs.pop(n, None) for n in names) if p is not None]
+        if procs:
+            stop_trees([p.pid for p in procs], grace)
+            for proc in procs:
+                proc.wait(timeout=5)
 
     def _wait_for(self, ready, name: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -365,12 +406,15 @@ class LocalConsortium:
             return s.connect_ex(("127.0.0.1", port)) == 0
 
     def stop(self) -> None:
-        """Stop every process this consortium started: SuperNodes first, then the SuperLink."""
-        for name in [n for n in self.procs if n != "superlink" and not n.endswith("-trainer")]:
-            self.stop_node(name)
-        for name in [n for n in self.procs if n.endswith("-trainer")]:
-            self.stop_node(name)
-        self.stop_node("superlink")
+        """Stop every process this consortium started: the SuperNodes and site trainers
+        together first (so that the nodes leave the SuperLink), then the SuperLink.
+
+        Each group has a few seconds to end before it is killed; Ctrl-C and SIGTERM wait
+        until everything is stopped.
+        """
+        with _uninterrupted():
+            self._stop([n for n in self.procs if n != "superlink"], grace=5.0)
+            self._stop(["superlink"], grace=5.0)
 
     def pids(self) -> list[int]:
         """PIDs of every live process this consortium started, descendants included."""

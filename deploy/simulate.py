@@ -25,6 +25,7 @@ from deploy.demo import (
     pretrain_generator,
 )
 from deploy.local import LocalConsortium
+from deploy.phases import Phases
 
 
 def run_simulation(
@@ -48,8 +49,10 @@ def run_simulation(
     console = console or Console()
     if importlib.util.find_spec("ray") is None:
         raise RuntimeError("the Simulation Engine needs Ray: pip install -e '.[simulation]'")
+    phases = Phases(console)
     data = workdir / "data"
-    manifest = _ensure_data(data, n_sites, cases_per_site, console)
+    with phases("sample-data", resume="a re-run generates the sample data again"):
+        manifest = _ensure_data(data, n_sites, cases_per_site, console)
     if len(manifest["sites"]) != n_sites:
         raise ValueError(
             f"{data} holds {len(manifest['sites'])} sites, not {n_sites}; use another --workdir"
@@ -67,26 +70,27 @@ def run_simulation(
         "registry": str(workdir / "registry"),
     }
     run = RunSettings.from_config(config)
-    for site in manifest["sites"]:
+    with phases("intake", resume="prepared sites keep their cache; a re-run goes on"):
+        for site in manifest["sites"]:
+            state = workdir / "state" / site["name"]
+            _prepare(data / site["dir"], state, site["name"], run.image_size, console)
+            site_keys.register(run.registry, site["name"], site_keys.load_or_create(state)[1])
         _prepare(
-            data / site["dir"],
-            workdir / "state" / site["name"],
-            site["name"],
-            run.image_size,
-            console,
+            data / "heldout", run_dir / "heldout-state", "held-out set", run.image_size, console
         )
-        state = workdir / "state" / site["name"]
-        site_keys.register(run.registry, site["name"], site_keys.load_or_create(state)[1])
-        if run.share != "weights":
-            virtual = SiteSettings(str(data / site["dir"]), str(state), site["name"])
-            pretrain_generator(virtual, run, console)
-    _prepare(data / "heldout", run_dir / "heldout-state", "held-out set", run.image_size, console)
-    with LocalConsortium(workdir / "flwr", [], simulation=True) as engine:
-        run_id = engine.submit(config, federation_config={"num-supernodes": n_sites})
-        console.print(f"simulation run {run_id}: {n_sites} virtual sites, {rounds} rounds")
-        bar, tick = _follow(run_dir, rounds, console)
-        with bar:
-            status = engine.wait(run_id, timeout=rounds * run.round_timeout + 600, on_tick=tick)
+    if run.share != "weights":
+        with phases("generators", resume="trained generators are kept; a re-run goes on"):
+            for site in manifest["sites"]:
+                state = workdir / "state" / site["name"]
+                virtual = SiteSettings(str(data / site["dir"]), str(state), site["name"])
+                pretrain_generator(virtual, run, console)
+    with phases("federated", resume="a re-run starts the simulation again"):
+        with LocalConsortium(workdir / "flwr", [], simulation=True) as engine:
+            run_id = engine.submit(config, federation_config={"num-supernodes": n_sites})
+            console.print(f"simulation run {run_id}: {n_sites} virtual sites, {rounds} rounds")
+            bar, tick = _follow(run_dir, rounds, console)
+            with bar:
+                status = engine.wait(run_id, timeout=rounds * run.round_timeout + 600, on_tick=tick)
     if status.get("status") != "finished:completed":
         raise RuntimeError(
             f"simulation run ended as {status.get('status')}: {status.get('status-details', '')}"

@@ -19,6 +19,20 @@ def tiny_consortium(tmp_path_factory) -> tuple[Path, dict]:
     return out, manifest
 
 
+@pytest.fixture(scope="session")
+def prepare():
+    """``prepare(data_dir, state_dir, image_size)``: what ``fedsynth site prepare`` does.
+
+    Training reads only prepared data, so every site a test trains must be prepared first.
+    """
+    from common.intake import prepare_site
+
+    def _prepare(data_dir, state_dir, image_size: int):
+        return prepare_site(Path(data_dir), Path(state_dir), image_size)
+
+    return _prepare
+
+
 @pytest.fixture
 def retina_dir() -> Path:
     """The shared retina data, or a skip that says where it was looked for."""

@@ -22,10 +22,11 @@ def _run(**dp) -> RunSettings:
     return RunSettings(local_epochs=1, image_size=64, batch_size=4, num_server_rounds=5, **dp)
 
 
-def test_site_declines_the_round_that_would_exceed_its_budget(tiny_consortium, tmp_path):
+def test_site_declines_the_round_that_would_exceed_its_budget(tiny_consortium, tmp_path, prepare):
     data, _ = tiny_consortium
     run = _run(dp="local", dp_noise_multiplier=1.0, dp_accountant="rdp")
-    probe = SiteSettings(data_dir=str(data / "site-1"), state_dir=str(tmp_path / "probe"))
+    prepare(data / "site-1", tmp_path / "s", 64)
+    probe = SiteSettings(data_dir=str(data / "site-1"), state_dir=str(tmp_path / "s"))
     n_train = len(load_site(probe, run)[0])
     from common.dp import plan_round
 

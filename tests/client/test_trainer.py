@@ -15,8 +15,9 @@ from common.networks import create_network
 
 
 @pytest.fixture
-def site(tiny_consortium, tmp_path):
+def site(tiny_consortium, tmp_path, prepare):
     out, _ = tiny_consortium
+    prepare(out / "site-1", tmp_path / "state", 64)
     return SiteSettings(
         data_dir=str(out / "site-1"), state_dir=str(tmp_path / "state"), site_name="site-1"
     )
@@ -59,11 +60,29 @@ def test_no_trainer_means_in_process(site):
     assert trainer.request(site.state_dir, _request(site), timeout=5) is None
 
 
-def test_site_without_data_declines_with_a_reason(tmp_path):
+def test_site_without_data_declines_with_a_reason(tmp_path, prepare):
     (tmp_path / "empty").mkdir()
+    prepare(tmp_path / "empty", tmp_path / "s", 64)
     empty = SiteSettings(data_dir=str(tmp_path / "empty"), state_dir=str(tmp_path / "s"))
     reply = trainer.handle(_request(empty))
     assert reply["status"] == "declined" and "no usable cases" in reply["reason"]
-    missing = SiteSettings(data_dir=str(tmp_path / "nope"), state_dir=str(tmp_path / "s"))
-    reply = trainer.handle(_request(missing))
-    assert reply["status"] == "declined" and "does not exist" in reply["reason"]
+
+
+def test_training_never_deidentifies(tiny_consortium, tmp_path, prepare):
+    """An unprepared site declines, naming the command; nothing is de-identified."""
+    out, _ = tiny_consortium
+    state = tmp_path / "s"
+    site = SiteSettings(data_dir=str(out / "site-2"), state_dir=str(state))
+    reply = trainer.handle(_request(site))
+    assert reply["status"] == "declined"
+    assert "fedsynth site prepare --image-size 64" in reply["reason"]
+    assert str(out) not in reply["reason"]  # the reason leaves the site: no paths
+    assert not (state / "intake_report.json").exists() and not (state / "cache").exists()
+    # Prepared at another size: still declined, and told which size to prepare.
+    prepare(out / "site-2", state, 32)
+    reply = trainer.handle(_request(site))
+    assert reply["status"] == "declined" and "image-size 64" in reply["reason"]
+    # Prepared from another folder than the node's data-dir: declined.
+    prepare(out / "site-1", state, 64)
+    reply = trainer.handle(_request(site))
+    assert reply["status"] == "declined" and "another folder" in reply["reason"]

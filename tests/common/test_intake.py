@@ -177,3 +177,97 @@ def test_grouped_image_folders_each_with_their_camera(tmp_path):
     assert len(arrays) == 4
     assert sorted(arrays.vendors.tolist()) == ["Canon", "Canon", "Nidek", "Nidek"]
     assert report.counts()["rejected"] == 0 and report.counts()["processed"] == 10
+
+
+def _image_folder_site(images, masks, n: int = 4) -> None:
+    """``n`` image/mask PNG pairs of a few sizes, written into ``images`` and ``masks``."""
+    images.mkdir(parents=True)
+    masks.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        h, w = 30 + 4 * (i % 2), 40
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(
+            images / f"eye{i}.png"
+        )
+        m = np.zeros((h, w), np.uint8)
+        m[5:15, 5:25] = 255
+        Image.fromarray(m).save(masks / f"eye{i}.png")
+
+
+def test_folders_linked_from_elsewhere_prepare_like_real_folders(tmp_path):
+    real = tmp_path / "real"
+    _image_folder_site(real / "images", real / "masks")
+    elsewhere = tmp_path / "elsewhere"
+    _image_folder_site(elsewhere / "imgs", elsewhere / "msks")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "images").symlink_to(elsewhere / "imgs", target_is_directory=True)
+    (linked / "masks").symlink_to(elsewhere / "msks", target_is_directory=True)
+    a, ra = prepare_site(real, tmp_path / "state-real", 32)
+    b, rb = prepare_site(linked, tmp_path / "state-linked", 32)
+    assert len(b) == len(a) == rb.cases == 4
+    assert rb.counts() == ra.counts() == {PROCESSED: 8, QUARANTINED: 0, REJECTED: 0, "total": 8}
+    assert [f.path for f in rb.files] == [f.path for f in ra.files]  # link paths, not targets
+    assert sorted(b.cases.tolist()) == sorted(a.cases.tolist())
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.masks, b.masks)
+
+
+def test_a_link_loop_ends_and_a_broken_link_is_rejected(tmp_path):
+    data = tmp_path / "data"
+    _image_folder_site(data / "images", data / "masks", n=2)
+    (data / "images" / "loop").symlink_to("..", target_is_directory=True)
+    (data / "masks" / "self").symlink_to(data / "masks", target_is_directory=True)
+    (data / "scan.dcm").symlink_to(tmp_path / "gone.dcm")
+    arrays, report = prepare_site(data, tmp_path / "state", 32)
+    assert len(arrays) == 2
+    assert report.counts() == {PROCESSED: 4, QUARANTINED: 0, REJECTED: 1, "total": 5}
+    assert _reasons(report) == {"scan.dcm": "broken symbolic link"}
+
+
+def test_size_summary_gives_the_range_and_the_commonest_sizes():
+    from common.intake import IntakeReport
+
+    sizes = {f"{w}x{h}": 1 for w in range(500, 1351, 50) for h in range(500, 1081, 20)}
+    sizes.update({"622x529": 35, "576x720": 20, "1280x1024": 18, "1350x1080": 2})
+    report = IntakeReport(data_dir="d", image_sizes=sizes)
+    text = report.size_summary()
+    assert text == (
+        f"500x500 to 1350x1080 ({len(sizes)} distinct); "
+        "most common: 622x529 (35), 576x720 (20), 1280x1024 (18)"
+    )
+    assert len(report.size_summary(top=5)) < 150 and len(sizes) > 500
+    assert IntakeReport(data_dir="d", image_sizes={"512x512": 40}).size_summary() == (
+        "512x512 (all 40)"
+    )
+    assert IntakeReport(data_dir="d").size_summary() == "none"
+    with pytest.raises(ValueError, match="top must be at least 1, got 0"):
+        report.size_summary(top=0)
+
+
+def test_a_report_saved_before_size_summaries_still_loads(tmp_path):
+    """prepare_site reloads reports with IntakeReport(**saved): old JSON must still fit."""
+    from common.intake import IntakeReport
+
+    saved = {
+        "data_dir": "d",
+        "files": [],
+        "cases": 3,
+        "vendors": {"Canon": 3},
+        "image_sizes": {"50x40": 2, "40x30": 1},
+        "foreground_fraction": 0.1,
+        "objects_per_case": 1.0,
+        "empty_masks": 0,
+        "second_annotator": 0,
+        "counts": {},
+    }
+    report = IntakeReport(**{k: v for k, v in saved.items() if k != "counts"})
+    assert report.size_summary() == "40x30 to 50x40 (2 distinct); most common: 50x40 (2), 40x30 (1)"
+
+
+def test_the_report_keeps_every_image_size_commonest_first(tmp_path):
+    data = tmp_path / "data"
+    _image_folder_site(data / "images", data / "masks", n=5)
+    _, report = prepare_site(data, tmp_path / "state", 32)
+    assert list(report.image_sizes.items()) == [("40x30", 3), ("40x34", 2)]
+    saved = json.loads((tmp_path / "state" / "intake_report.json").read_text())
+    assert saved["image_sizes"] == {"40x30": 3, "40x34": 2}

@@ -1,8 +1,9 @@
 """A real Deployment Engine run: SuperLink + SuperNodes on localhost, `flwr run`, 2 rounds.
 
 Three SuperNodes: site-1 with a warm site trainer, site-2 training in the ClientApp
-process, and site-3 whose data folder holds nothing usable, so it declines every round
-while the run carries on with the other two.
+process, and site-3 that was never prepared (``fedsynth site prepare``): training never
+de-identifies, so it declines every round, naming the command, while the run carries on
+with the other two.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from deploy.local import LocalConsortium, SiteNode, _alive
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_two_rounds_on_the_deployment_engine(tiny_consortium, tmp_path):
+def test_two_rounds_on_the_deployment_engine(tiny_consortium, tmp_path, prepare):
     data, manifest = tiny_consortium
+    for i in (1, 2):
+        prepare(data / f"site-{i}", tmp_path / f"state-{i}", 64)
     (tmp_path / "broken-site").mkdir()
     (tmp_path / "broken-site" / "notes.txt").write_text("not an image")
     nodes = [
@@ -77,7 +80,7 @@ def test_two_rounds_on_the_deployment_engine(tiny_consortium, tmp_path):
     for r in rounds[1:]:
         assert sorted(t["site"] for t in r["sites"]["trained"]) == ["site-1", "site-2"]
         assert [d["site"] for d in r["sites"]["declined"]] == ["site-3"]
-        assert "no usable cases" in r["sites"]["declined"][0]["reason"]
+        assert "fedsynth site prepare" in r["sites"]["declined"][0]["reason"]
         for t in r["sites"]["trained"]:
             assert t["num-examples"] > 0 and t["train-loss"] > 0
 

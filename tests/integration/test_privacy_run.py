@@ -19,7 +19,7 @@ from deploy.local import LocalConsortium, SiteNode
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_budget_ledger_and_registry_on_the_deployment_engine(tiny_consortium, tmp_path):
+def test_budget_ledger_and_registry_on_the_deployment_engine(tiny_consortium, tmp_path, prepare):
     from client.task import load_site
     from common.dp import plan_round
 
@@ -39,7 +39,9 @@ def test_budget_ledger_and_registry_on_the_deployment_engine(tiny_consortium, tm
     }
     run = RunSettings.from_config(config)
     states = {i: tmp_path / f"state-{i}" for i in (1, 2, 3)}
-    probe = SiteSettings(data_dir=str(data / "site-2"), state_dir=str(tmp_path / "probe"))
+    for i in (1, 2, 3):
+        prepare(data / f"site-{i}", states[i], 64)
+    probe = SiteSettings(data_dir=str(data / "site-2"), state_dir=str(states[2]))
     step = plan_round(run.dp_settings(), len(load_site(probe, run)[0]), 4, 1).step
     budget = (epsilon_of([step], 1e-5, "rdp") + epsilon_of([step] * 2, 1e-5, "rdp")) / 2
     for i in (1, 2):

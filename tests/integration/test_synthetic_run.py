@@ -18,11 +18,12 @@ from deploy.local import LocalConsortium, SiteNode
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_synthetic_mode_end_to_end(tiny_consortium, tmp_path):
+def test_synthetic_mode_end_to_end(tiny_consortium, tmp_path, prepare):
     data, _ = tiny_consortium
     out = tmp_path / "run"
     states = {i: tmp_path / f"state-{i}" for i in (1, 2, 3)}
     for i in (1, 2, 3):
+        prepare(data / f"site-{i}", states[i], 32)
         site_keys.register(
             tmp_path / "registry", f"site-{i}", site_keys.load_or_create(states[i])[1]
         )
