@@ -29,9 +29,10 @@ def _processes_using(workdir: Path) -> list[int]:
     needle = str(workdir).encode()
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if needle in (proc / "environ").read_bytes() or needle in (
-                proc / "cmdline"
-            ).read_bytes():
+            if (
+                needle in (proc / "environ").read_bytes()
+                or needle in (proc / "cmdline").read_bytes()
+            ):
                 found.append(int(proc.name))
         except OSError:
             continue
@@ -109,7 +110,7 @@ def _demo(workdir: Path, *extra: str) -> list[str]:
 
 
 SMALL = ["--sites", "2", "--cases-per-site", "4", "--rounds", "2"]
-FAST = 'image-size=32 local-epochs=1 round-timeout=120.0'
+FAST = "image-size=32 local-epochs=1 round-timeout=120.0"
 
 
 def test_demo_stops_in_sample_data_and_intake_and_a_rerun_goes_on(tmp_path):
