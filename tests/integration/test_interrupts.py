@@ -8,100 +8,26 @@ OCR, Ray), and left the work folder in a state a re-run goes on from.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from bench.stop_time import interrupt_at, leftovers
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-STOP_WATCHDOG = 60.0  # seconds; the benchmark's target is 10
-
-
-def _processes_using(workdir: Path) -> list[int]:
-    """PIDs whose command line or environment names ``workdir`` (all the command started:
-    Flower's processes get FLWR_HOME under it, trainers and OCR inherit the CLI's cwd)."""
-    found = []
-    needle = str(workdir).encode()
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            if (
-                needle in (proc / "environ").read_bytes()
-                or needle in (proc / "cmdline").read_bytes()
-            ):
-                found.append(int(proc.name))
-        except OSError:
-            continue
-    return [p for p in found if p != os.getpid()]
-
-
-def _children_of(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == parent:
-                out.append(int(stat.parent.name))
-                todo.append(int(stat.parent.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+STOP_WATCHDOG = 60.0  # seconds; the benchmark's target is 10 (bench/stop_time.py)
 
 
 def _interrupt_at(args: list[str], cwd: Path, marker: str, sig: int, delay: float = 0.0):
-    """Run ``fedsynth ARGS``, send ``sig`` once a line contains ``marker``.
-
-    Returns:
-        ``(output, seconds from the signal to exit, pids the command had started)``.
-    """
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "deploy.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"},
-    )
-    lines = []
-    deadline = time.monotonic() + 600
-    for line in proc.stdout:
-        lines.append(line)
-        if marker in line or time.monotonic() > deadline:
-            break
-    if marker not in "".join(lines):
-        proc.kill()
-        pytest.fail(f"never reached {marker!r}:\n{''.join(lines)}{proc.stdout.read()}")
-    time.sleep(delay)
-    started = _children_of(proc.pid)
-    sent = time.monotonic()
-    proc.send_signal(sig)
-    try:
-        rest, _ = proc.communicate(timeout=STOP_WATCHDOG)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail(f"still running {STOP_WATCHDOG:.0f} s after the signal:\n{''.join(lines)}")
-    took = time.monotonic() - sent
-    output = "".join(lines) + rest
-    assert proc.returncode != 0, output
-    return output, took, started
+    res = interrupt_at(args, cwd, marker, sig, delay, watchdog=STOP_WATCHDOG)
+    assert res.returncode != 0, res.output
+    return res.output, res.seconds, res.started
 
 
 def _assert_nothing_left(workdir: Path, started: list[int], output: str) -> None:
-    time.sleep(1)
-    left = [p for p in started if _alive(p)] + _processes_using(workdir)
+    left = leftovers(workdir, started)
     assert not left, f"processes left behind: {left}\n{output}"
 
 
