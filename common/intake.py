@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -206,8 +207,6 @@ def _list_files(data_dir: Path) -> list[Path]:
     Raises:
         PermissionError: if ``data_dir`` itself cannot be listed.
     """
-    import os  # local: the module header is shared with prepare_site's edits
-
     skipped: list[str] = []
 
     def unreadable(exc: OSError) -> None:

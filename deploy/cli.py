@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from pathlib import Path
 
 import typer
@@ -38,7 +39,8 @@ app.add_typer(privacy_cli.audit_app, name="audit")
 app.add_typer(synth_app, name="synth")
 app.add_typer(deploy_app, name="deploy")
 site_app.command("keygen")(privacy_cli.keygen)
-console = Console()
+# Without a terminal (CI, containers, `> log`) lines are not cut at 80 columns.
+console = Console(soft_wrap=not sys.stdout.isatty())
 
 
 def _progress():

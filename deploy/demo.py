@@ -177,7 +177,7 @@ def run_demo(
         _prepare(
             Path(run.eval_dir),
             run_dir / "heldout-state",
-            "held-out set (coordinator)",
+            "coordinator's held-out set",
             run.image_size,
             console,
         )
