@@ -397,9 +397,9 @@ def anonymize_folder(
     else:
         import multiprocessing as mp
 
-        # Not "fork": a process that has run OpenMP code (torch, or Tesseract in-process)
-        # cannot be forked safely, and its children hang. The fork server is a clean
-        # process that workers are forked from.
+        # Not "fork": a process that has run OpenMP code (torch) cannot be forked safely,
+        # and its children hang. The fork server is a clean process that workers are
+        # forked from; each worker reads text through an OCR process of its own.
         ctx = mp.get_context("forkserver")
         init = (str(secret_path), os.environ.get("FEDSYNTH_OCR", "1"))
         with ctx.Pool(workers, initializer=_init_worker, initargs=init) as pool:

@@ -11,6 +11,17 @@ from common.sampledata import write_consortium
 RETINA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "retina"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind(tmp_path_factory):
+    """After the whole session: no process started by a test is still alive (Flower's
+    SuperLink and SuperNodes, site trainers, Ray), found by the test folders they name."""
+    yield
+    from bench.stop_time import leftovers
+
+    left = leftovers(tmp_path_factory.getbasetemp(), [], settle=1.0)
+    assert not left, f"processes left behind by the tests: {left}"
+
+
 @pytest.fixture(scope="session")
 def tiny_consortium(tmp_path_factory) -> tuple[Path, dict]:
     """3 sites x 8 cases, 3 held-out cases per vendor, defects planted in site-3."""
