@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.local import _alive, descendants
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -38,28 +40,6 @@ class Interrupted:
     seconds: float
     started: list[int]
     returncode: int
-
-
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == parent:
-                out.append(int(stat.parent.name))
-                todo.append(int(stat.parent.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def interrupt_at(
@@ -93,7 +73,7 @@ def interrupt_at(
         proc.kill()
         raise RuntimeError(f"never reached {marker!r}:\n{''.join(lines)}{proc.stdout.read()}")
     time.sleep(delay)
-    started = _descendants(proc.pid)
+    started = descendants(proc.pid)
     sent = time.monotonic()
     proc.send_signal(sig)
     try:
