@@ -172,7 +172,7 @@ def _clean_burned_in(ds, clean: bool) -> bool:
         raise IntakeError("possible burned-in text and Clean Pixel Data is off", quarantine=True)
     try:
         if ds.file_meta.TransferSyntaxUID.is_compressed:
-            ds.decompress()
+            ds.decompress(generate_instance_uid=False)  # the UID is pseudonymised later
         pixels = ds.pixel_array
     except Exception as exc:
         raise IntakeError(

@@ -23,6 +23,12 @@ Two layouts are understood, and may be mixed:
   ``canon/images/`` and ``nidek/images/``), each with its own ``dataset.json``: the
   nearest one above a group applies, so one data dir can hold several cameras.
 
+Image-folder images have no header to vouch for their pixels: each gets the strict
+burned-in text check (:func:`common.pixel_phi.clean_image`); a cleaned image is processed
+with the number of regions filled in its reason, one that cannot be cleaned with
+confidence is quarantined, and ``STATE/pixel_review.png`` (mode 0600: it shows the text)
+holds before/after crops of what was cleaned, for the privacy officer.
+
 The cache (``STATE/cache/site-<size>.npz``) is rebuilt when the folder's file list,
 sizes or modification times change, or when the training resolution changes.
 """
@@ -52,6 +58,10 @@ FOLDER_ROLES = {"images": "image", "masks": "mask", "masks2": "mask2", "fov": "f
 CACHE_VERSION = "3"
 PROCESSED, QUARANTINED, REJECTED = "processed", "quarantined", "rejected"
 REPORT_FILE = "intake_report.json"
+#: Before/after crops of every region cleaned in image-folder images, for the privacy
+#: officer. It shows the burned-in text itself: it stays in the state dir, mode 0600.
+REVIEW_FILE = "pixel_review.png"
+REVIEW_CROPS = 60
 
 
 @dataclass
@@ -320,6 +330,7 @@ class _Case:
     mask2: np.ndarray | None = None
     fov: np.ndarray | None = None
     sources: list[str] = field(default_factory=list)
+    cleaned: int = 0  # burned-in text regions filled in the image
 
 
 # ---------------------------------------------------------------------------- prepare
@@ -439,9 +450,25 @@ def prepare_site(
         except IntakeError as exc:
             fate(rel, REJECTED, str(exc))
 
+    review: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def check(path: Path, rel: str, raw: np.ndarray) -> tuple[np.ndarray, int]:
+        """The strict pixel check of an image-folder image (no header vouches for it)."""
+        from common import pixel_phi
+
+        pixels = raw[..., :3] if raw.ndim == 3 else raw
+        try:
+            cleaned, done = pixel_phi.clean_image(pixels)
+        except IntakeError as exc:
+            if exc.quarantine:
+                quarantine_copy(path, rel, state_dir / "quarantine")
+            raise
+        review.extend(_crops(pixels, cleaned, done.boxes))
+        return cleaned, len(done.boxes)
+
     for (group, stem), parts in plain.items():
         vendor = _plain_vendor(data_dir, data_dir / group)
-        _plain_case(data_dir, group, stem, parts, vendor, cases, fate)
+        _plain_case(data_dir, group, stem, parts, vendor, cases, fate, check)
 
     good = []
     for key, case in cases.items():
@@ -450,7 +477,12 @@ def prepare_site(
                 fate(rel, REJECTED, "image without a mask")
             continue
         for rel in case.sources:
-            fate(rel, PROCESSED)
+            cleaned = case.cleaned and rel == case.sources[0]
+            fate(
+                rel,
+                PROCESSED,
+                f"burned-in text cleaned: {case.cleaned} region(s)" if cleaned else "",
+            )
         good.append(case)
 
     report.files = [fates[k] for k in sorted(fates)]
@@ -459,6 +491,8 @@ def prepare_site(
         table.add(mapping)
         table.save()
     arrays = _to_arrays(good, image_size)
+    if review:
+        _write_review(state_dir / REVIEW_FILE, review)
     _summarise(report, good, arrays)
     # Each file is written whole or not at all, the cache's description last: an
     # interrupted intake leaves the previous cache or none, never half of one.
@@ -498,19 +532,28 @@ def _plain_vendor(data_dir: Path, group: Path) -> str:
     return "unknown"
 
 
-def _plain_case(data_dir, group, stem, parts, vendor, cases, fate) -> None:
+def _plain_case(data_dir, group, stem, parts, vendor, cases, fate, check) -> None:
     rels = {role: str(p.relative_to(data_dir)) for role, p in parts.items()}
     if "image" not in parts:
         for rel in rels.values():
             fate(rel, REJECTED, "mask without an image of the same name in images/")
         return
     try:
-        image = imaging.to_grey(_read_plain(parts["image"]))
+        raw = _read_plain(parts["image"])
     except IntakeError as exc:
         for rel in rels.values():
             fate(rel, REJECTED, str(exc) if rel == rels["image"] else "its image is unreadable")
         return
+    try:
+        raw, regions = check(parts["image"], rels["image"], raw)
+    except IntakeError as exc:  # quarantined (copied for review) or refused
+        what = QUARANTINED if exc.quarantine else REJECTED
+        for rel in rels.values():
+            fate(rel, what, str(exc) if rel == rels["image"] else f"its image was {what}")
+        return
+    image = imaging.to_grey(raw)
     case = _Case(image=image, vendor=vendor, case=f"IMG-{stem}", sources=[rels["image"]])
+    case.cleaned = regions
     for role in ("mask", "mask2", "fov"):
         if role not in parts:
             continue
@@ -562,6 +605,46 @@ def _summarise(report: IntakeReport, cases: list[_Case], arrays: SiteArrays) -> 
         report.objects_per_case = float(np.mean([ndimage.label(c.mask)[1] for c in cases]))
         report.empty_masks = int(sum(not c.mask.any() for c in cases))
         report.second_annotator = int(arrays.has_mask2.sum())
+
+
+def _crops(before: np.ndarray, after: np.ndarray, boxes) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(before, after) crops around each cleaned box, with some context."""
+    out = []
+    for top, left, height, width in boxes:
+        pad = max(4, height)
+        y0, x0 = max(0, top - pad), max(0, left - pad)
+        y1, x1 = top + height + pad, left + width + pad
+        out.append((before[y0:y1, x0:x1].copy(), after[y0:y1, x0:x1].copy()))
+    return out
+
+
+def _write_review(path: Path, crops: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """A contact sheet: one row per cleaned region, before | after, 48 px high (mode 0600)."""
+    from PIL import Image
+
+    rows = []
+    for before, after in crops[:REVIEW_CROPS]:
+        lo, hi = float(before.min()), float(before.max())  # one scale for both
+        pair = [_to_rgb8(x, lo, hi) for x in (before, after)]
+        h = 48
+        pair = [
+            np.asarray(Image.fromarray(x).resize((max(1, x.shape[1] * h // max(1, x.shape[0])), h)))
+            for x in pair
+        ]
+        gap = np.full((h, 4, 3), 255, np.uint8)
+        rows.append(np.concatenate([pair[0], gap, pair[1]], axis=1))
+    width = max(r.shape[1] for r in rows)
+    sheet = np.full((len(rows) * 52, width, 3), 255, np.uint8)
+    for i, row in enumerate(rows):
+        sheet[i * 52 : i * 52 + 48, : row.shape[1]] = row
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        Image.fromarray(sheet).save(f, format="PNG")
+
+
+def _to_rgb8(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    arr = ((x.astype(np.float32) - lo) / max(hi - lo, 1e-6) * 255).clip(0, 255).astype(np.uint8)
+    return arr if arr.ndim == 3 else np.repeat(arr[..., None], 3, axis=-1)
 
 
 def cache_path(state_dir: Path, image_size: int) -> Path:

@@ -19,17 +19,24 @@ Typical use::
         ...
     ocr.close()                       # also done when the object is collected, or at exit
 
-Protocol on the pipe (both ends are this module): the child writes one byte, ``1`` when
-its engine is ready or ``0`` when Tesseract is unavailable (then exits). Each request is
-``rows, columns`` (two big-endian uint32) followed by the 8-bit greyscale pixels; the
-reply is a big-endian uint32 length followed by Tesseract's TSV text. ``0, 0`` or the
-end of input ends the child.
+The OCR process also runs the text detector (:mod:`common.text_regions`), which finds
+where text is without reading it; it is loaded on the first request for it.
+
+Protocol on the pipe (both ends are this module): the child writes one byte, the digit
+of its capabilities (bit 1: Tesseract, bit 2: the text detector; ``0``: neither, and it
+exits). Each request is an operation byte (``w``: words, ``r``: text regions, ``R``:
+the same, sensitive), a channel
+count byte (1 or 3), ``rows, columns`` (two big-endian uint32), then the 8-bit pixels;
+the reply is a big-endian uint32 length followed by UTF-8 text: Tesseract's TSV for
+``w``, one ``top left height width score`` line per region for ``r``. A zero-row request
+or the end of input ends the child.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.util
 import os
 import select
 import signal
@@ -41,12 +48,15 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 #: Tesseract page segmentation mode 11: sparse text, as much as possible, in no order.
 SPARSE_TEXT = 11
 #: Seconds one image may take before the OCR process is taken to be stuck.
 IMAGE_TIMEOUT = 60.0
 _LIBRARY = "tesseract"
-_SIZE = struct.Struct("!II")
+_REQUEST = struct.Struct("!ccII")  # operation, channels, rows, columns
+READ, DETECT = 1, 2  # capability bits
 _LENGTH = struct.Struct("!I")
 
 
@@ -149,25 +159,51 @@ def _read_exact(stream, n: int) -> bytes | None:
     return data
 
 
+def _capabilities() -> int:
+    from common import text_regions
+
+    found = READ if ctypes.util.find_library(_LIBRARY) else 0
+    if importlib.util.find_spec("onnxruntime") and text_regions.model_path():
+        found |= DETECT
+    return found
+
+
 def serve(stdin, stdout, language: str = "eng") -> None:
-    """The OCR process's loop: read images from ``stdin``, write TSV text to ``stdout``."""
+    """The OCR process's loop: read images from ``stdin``, write text to ``stdout``."""
     engine = Tesseract.open(language)
-    stdout.write(b"1" if engine is not None else b"0")
+    can = (READ if engine is not None else 0) | (_capabilities() & DETECT)
+    stdout.write(str(can).encode())
     stdout.flush()
-    if engine is None:
+    if not can:
         return
+    detector = None
     while True:
-        header = _read_exact(stdin, _SIZE.size)
+        header = _read_exact(stdin, _REQUEST.size)
         if header is None:
             return
-        rows, columns = _SIZE.unpack(header)
+        op, channels, rows, columns = _REQUEST.unpack(header)
         if rows == 0 or columns == 0:
             return
-        pixels = _read_exact(stdin, rows * columns)
+        pixels = _read_exact(stdin, rows * columns * channels[0])
         if pixels is None:
             return
-        text = engine.tsv(pixels, rows, columns).encode("utf-8")
-        stdout.write(_LENGTH.pack(len(text)) + text)
+        if op == b"w" and engine is not None and channels[0] == 1:
+            text = engine.tsv(pixels, rows, columns)
+        elif op in (b"r", b"R") and can & DETECT:
+            if detector is None:
+                from common.text_regions import TextDetector
+
+                detector = TextDetector.open()
+            shape = (rows, columns) if channels[0] == 1 else (rows, columns, channels[0])
+            image = np.frombuffer(pixels, np.uint8).reshape(shape)
+            text = "\n".join(
+                f"{t} {le} {h} {w} {score:.3f}"
+                for t, le, h, w, score in detector.regions(image, sensitive=op == b"R")
+            )
+        else:
+            text = "unsupported"
+        body = text.encode("utf-8")
+        stdout.write(_LENGTH.pack(len(body)) + body)
         stdout.flush()
 
 
@@ -193,21 +229,22 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 class OcrProcess:
-    """A Tesseract engine in a child process (``python -m common.ocr``).
+    """Tesseract and the text detector in a child process (``python -m common.ocr``).
 
     The child ends when :meth:`close` is called, when this object is collected, when the
     calling process exits (its end of the pipe closes, whatever the reason) or when it is
-    interrupted. Not shared between threads without the internal lock, which it takes.
+    interrupted. Calls from several threads are serialised by an internal lock.
     """
 
-    def __init__(self, proc: subprocess.Popen, language: str):
+    def __init__(self, proc: subprocess.Popen, language: str, capabilities: int):
         self._proc = proc
         self._language = language
         self._lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _stop, proc)
+        self.capabilities = capabilities
 
     @staticmethod
-    def _spawn(language: str) -> subprocess.Popen:
+    def _spawn(language: str) -> tuple[subprocess.Popen, int]:
         root = str(Path(__file__).resolve().parents[1])
         env = {
             **os.environ,
@@ -216,7 +253,7 @@ class OcrProcess:
             "OMP_THREAD_LIMIT": "1",
             "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
         }
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "common.ocr", language],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -224,21 +261,32 @@ class OcrProcess:
             env=env,
             cwd=root,
         )
+        ready = _read_exact(proc.stdout, 1) or b"0"
+        return proc, int(ready) if ready.isdigit() else 0
 
     @classmethod
     def start(cls, language: str = "eng") -> OcrProcess | None:
-        """Start the OCR process and wait until its engine is ready.
+        """Start the OCR process and wait until it is ready.
 
         Returns:
-            The client, or ``None`` when libtesseract or the language model is not
+            The client, or ``None`` when neither libtesseract nor the text detector is
             installed (``deploy/install.sh`` installs both).
         """
-        proc = cls._spawn(language)
-        ready = _read_exact(proc.stdout, 1)
-        if ready != b"1":
+        proc, capabilities = cls._spawn(language)
+        if not capabilities:
             _stop(proc)
             return None
-        return cls(proc, language)
+        return cls(proc, language, capabilities)
+
+    @property
+    def can_read(self) -> bool:
+        """Tesseract is there: :meth:`words` works."""
+        return bool(self.capabilities & READ)
+
+    @property
+    def can_detect(self) -> bool:
+        """The text detector is there: :meth:`regions` works."""
+        return bool(self.capabilities & DETECT)
 
     @property
     def pid(self) -> int:
@@ -263,37 +311,65 @@ class OcrProcess:
             OcrUnavailable: the OCR process died or took longer than
                 :data:`IMAGE_TIMEOUT` on this image (it is restarted for the next one).
         """
-        import numpy as np
-
         img = np.ascontiguousarray(gray, dtype=np.uint8)
         if img.ndim != 2:
             raise ValueError(f"OCR needs a 2D greyscale image, got shape {img.shape}")
-        with self._lock:
-            tsv = self._ask(img)
-        for line in tsv.splitlines():
+        if not self.can_read:
+            raise OcrUnavailable("Tesseract is not installed (deploy/install.sh installs it)")
+        for line in self._ask(b"w", img).splitlines():
             cols = line.split("\t")
             if len(cols) != 12 or cols[0] != "5":  # level 5 = word
                 continue
             left, top, width, height = (int(c) for c in cols[6:10])
             yield left, top, width, height, float(cols[10]), cols[11]
 
-    def _ask(self, img) -> str:
-        # Two tries: the first may meet an OCR process that died since the last image.
-        for _ in range(2):
-            if self._proc.poll() is not None:
+    def regions(self, image, sensitive: bool = False) -> list[tuple[int, int, int, int, float]]:
+        """Text-like regions of an 8-bit grey or RGB image, found without reading.
+
+        ``sensitive``: the detector's lower thresholds (more regions, fewer misses).
+
+        Returns:
+            ``(top, left, height, width, score)`` per region (see
+            :mod:`common.text_regions`).
+
+        Raises:
+            OcrUnavailable: as for :meth:`words`, or when the detector is not installed.
+        """
+        img = np.ascontiguousarray(image, dtype=np.uint8)
+        if img.ndim == 3:
+            img = np.ascontiguousarray(img[..., :3])
+        if img.ndim not in (2, 3):
+            raise ValueError(f"text detection needs a 2D or RGB image, got shape {img.shape}")
+        if not self.can_detect:
+            raise OcrUnavailable(
+                "the text detector is not installed (deploy/install.sh installs "
+                "onnxruntime and the rapidocr-onnxruntime wheel that carries its model)"
+            )
+        out = []
+        for line in self._ask(b"R" if sensitive else b"r", img).splitlines():
+            t, le, h, w, score = line.split()
+            out.append((int(t), int(le), int(h), int(w), float(score)))
+        return out
+
+    def _ask(self, op: bytes, img: np.ndarray) -> str:
+        with self._lock:
+            # Two tries: the first may meet an OCR process that died since the last image.
+            for _ in range(2):
+                if self._proc.poll() is not None:
+                    self._restart()
+                body = self._exchange(op, img)
+                if body is not None:
+                    return body.decode("utf-8", "replace")
                 self._restart()
-            body = self._exchange(img)
-            if body is not None:
-                return body.decode("utf-8", "replace")
-            self._restart()
         raise OcrUnavailable(
             f"the OCR process failed or took over {IMAGE_TIMEOUT:.0f} s on an image"
         )
 
-    def _exchange(self, img) -> bytes | None:
+    def _exchange(self, op: bytes, img: np.ndarray) -> bytes | None:
         stdin, stdout = self._proc.stdin, self._proc.stdout
+        channels = 1 if img.ndim == 2 else img.shape[2]
         try:
-            stdin.write(_SIZE.pack(*img.shape) + img.tobytes())
+            stdin.write(_REQUEST.pack(op, bytes([channels]), *img.shape[:2]) + img.tobytes())
             stdin.flush()
             if not select.select([stdout], [], [], IMAGE_TIMEOUT)[0]:
                 return None
@@ -304,10 +380,10 @@ class OcrProcess:
 
     def _restart(self) -> None:
         self._finalizer()
-        self._proc = self._spawn(self._language)
+        self._proc, capabilities = self._spawn(self._language)
         self._finalizer = weakref.finalize(self, _stop, self._proc)
-        if _read_exact(self._proc.stdout, 1) != b"1":
-            raise OcrUnavailable("the OCR process could not be restarted")
+        if capabilities != self.capabilities:
+            raise OcrUnavailable("the OCR process could not be restarted as it was")
 
 
 if __name__ == "__main__":

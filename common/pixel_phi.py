@@ -1,26 +1,41 @@
-"""Burned-in text in pixel data: blank it, check that it is gone, or refuse the image.
+"""Burned-in text in pixel data: find it without reading it, clean it, check, or refuse.
 
-An image is *suspect* when it says BurnedInAnnotation=YES or comes from a modality that
-often burns text in (:data:`SUSPECT_MODALITIES`). For a suspect image:
+**Policy** (:func:`policy`). An image is checked *strictly* when it may carry burned-in
+text: BurnedInAnnotation=YES; a Secondary Capture, ultrasound, X-ray angiography or
+visible-light (endoscopy, photography) SOP class; a modality that often burns text in
+(:data:`STRICT_MODALITIES`); no modality at all; or an image from an image folder (no
+header to vouch for it). Other images (CT, MR, DX, ... with BurnedInAnnotation not YES)
+are left as they are.
 
-1. a known text region for its device (:data:`KNOWN_REGIONS`, keyed by Manufacturer and
+**Strict check** (:func:`clean_image`), frame by frame:
+
+1. a known text region for the device (:data:`KNOWN_REGIONS`, keyed by Manufacturer and
    model, in the spirit of per-model pixel anonymiser scripts) is blanked;
-2. OCR (Tesseract in a process of its own, :mod:`common.ocr`: it never shares a process
-   with torch) looks for words; each word read with confidence >= :data:`MIN_CONFIDENCE`
-   is blanked;
-3. OCR runs again on the cleaned image; any word still read means the image cannot be
-   cleaned with confidence.
+2. a text *detector* (:mod:`common.text_regions`: where text is, not what it says) finds
+   text-like regions (with its sensitive thresholds: a false alarm costs a few pixels),
+   and OCR (Tesseract) reads words; every region and every word read
+   with confidence >= :data:`MIN_CONFIDENCE` is filled with the median of the pixels
+   around it. A region counts as PHI whether or not OCR could read it: small, thin or
+   low-contrast text is exactly what OCR misses;
+3. a second pass cleans what the first one uncovered; then the frame is checked again
+   by both: a text-like region or a word still found means the image cannot be cleaned
+   with confidence.
 
-Anything short of a clean second pass raises :class:`~common.errors.IntakeError` with
-``quarantine=True`` (held for a person, never used): text still found, a suspect image
-with no known region in which OCR finds nothing (the text may simply have been missed),
-or no Tesseract installed where it is needed.
+Both run in an OCR process of its own (:mod:`common.ocr`), never beside torch. Anything
+short of a clean check raises :class:`~common.errors.IntakeError` with
+``quarantine=True`` (held for a person, never used): text still found, cleaning that would
+cover more than :data:`MAX_CLEANED_FRACTION` of the image (it would hide the anatomy), an
+image marked BurnedInAnnotation=YES in which nothing text-like is found (the text may
+have been missed), or no detector installed where one is needed (``FEDSYNTH_OCR=0`` turns
+the OCR process off: strict images are then quarantined unless a known region covers
+their text).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,18 +46,57 @@ from common.ocr import OcrProcess, OcrUnavailable
 KNOWN_REGIONS: dict[tuple[str, str], float] = {
     ("Helios Medical", "Helix DX-9"): 0.08,
 }
-#: Modalities treated as suspect even without BurnedInAnnotation=YES.
-SUSPECT_MODALITIES = frozenset({"US", "SC", "ES", "XC", "GM"})
+#: Modalities checked strictly even without BurnedInAnnotation=YES.
+STRICT_MODALITIES = frozenset({"US", "SC", "ES", "XC", "GM", "XA", "RF", "OT", "VL", "IVUS"})
+#: SOP class UIDs checked strictly, with every class under them (Secondary Capture, US,
+#: XA/XRF, VL): ``...1.1.7`` covers ``...1.1.7.4`` but not ``...1.1.77.1``.
+STRICT_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture",
+    "1.2.840.10008.5.1.4.1.1.6": "ultrasound",
+    "1.2.840.10008.5.1.4.1.1.3.1": "ultrasound multi-frame",
+    "1.2.840.10008.5.1.4.1.1.12": "X-ray angiography / fluoroscopy",
+    "1.2.840.10008.5.1.4.1.1.77.1": "visible light (endoscopy, microscopy, photography)",
+}
 MIN_CONFIDENCE = 60.0
+#: A word that fails the final check: read this surely, with this many letters or digits.
+VERIFY_CONFIDENCE, VERIFY_CHARACTERS = 80.0, 3
+#: Cleaning passes before the final check: a second pass takes what the first uncovered
+#: (OCR also "reads" words in textured tissue; filled, they are not read again).
+PASSES = 2
+#: Cleaning more than this share of an image would hide the anatomy: quarantine instead.
+MAX_CLEANED_FRACTION = 0.25
 _SMALL = 512  # images smaller than this are read at twice the size (small fonts)
 
 
+@dataclass(frozen=True)
+class Policy:
+    """How an image's pixels are checked, and why (the rule that applied)."""
+
+    strict: bool
+    rule: str
+
+
+def policy(ds) -> Policy:
+    """The pixel check that applies to ``ds`` (None for an image from an image folder)."""
+    if ds is None:
+        return Policy(True, "image folder: no header vouches for the pixels")
+    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+        return Policy(True, "BurnedInAnnotation=YES")
+    sop = str(ds.get("SOPClassUID", ""))
+    for root, name in STRICT_SOP_CLASSES.items():
+        if sop == root or sop.startswith(root + "."):
+            return Policy(True, f"SOP class {name}")
+    modality = str(ds.get("Modality", "")).strip()
+    if not modality:
+        return Policy(True, "no Modality: unknown source")
+    if modality in STRICT_MODALITIES:
+        return Policy(True, f"modality {modality} often carries burned-in text")
+    return Policy(False, f"modality {modality} with BurnedInAnnotation not YES")
+
+
 def is_suspect(ds) -> bool:
-    """Whether ``ds`` may carry burned-in text."""
-    return (
-        str(ds.get("BurnedInAnnotation", "NO")).upper() == "YES"
-        or str(ds.get("Modality", "")) in SUSPECT_MODALITIES
-    )
+    """Whether ``ds`` may carry burned-in text (its pixels are checked strictly)."""
+    return policy(ds).strict
 
 
 @functools.cache
@@ -54,35 +108,49 @@ def _engine(pid: int) -> OcrProcess | None:
     return OcrProcess.start()
 
 
+def _ocr() -> OcrProcess | None:
+    if os.environ.get("FEDSYNTH_OCR", "1") == "0":
+        return None
+    return _engine(os.getpid())
+
+
 def ocr_available() -> bool:
-    """Whether OCR can run: libtesseract is installed and ``FEDSYNTH_OCR`` is not ``0``.
-
-    With OCR off, suspect images without a known text region are quarantined.
-    """
-    return os.environ.get("FEDSYNTH_OCR", "1") != "0" and _engine(os.getpid()) is not None
+    """Whether OCR can read words: Tesseract is installed and ``FEDSYNTH_OCR`` is not ``0``."""
+    engine = _ocr()
+    return engine is not None and engine.can_read
 
 
-def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+def detector_available() -> bool:
+    """Whether text-like regions can be found (see :mod:`common.text_regions`)."""
+    engine = _ocr()
+    return engine is not None and engine.can_detect
+
+
+def _to_uint8(pixels: np.ndarray, colour: bool = False) -> np.ndarray:
     arr = pixels.astype(np.float32)
-    if arr.ndim == 3:
+    if arr.ndim == 3 and not colour:
         arr = arr.mean(axis=-1)
     lo, hi = np.percentile(arr, [0.5, 99.9])
     return (np.clip((arr - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
 
 
-def read_words(pixels: np.ndarray) -> list[tuple[int, int, int, int]]:
+def read_words(
+    pixels: np.ndarray, confidence: float = MIN_CONFIDENCE, characters: int = 2
+) -> list[tuple[int, int, int, int]]:
     """Boxes ``(top, left, height, width)`` of words OCR reads with enough confidence.
 
     Args:
         pixels: a 2D (or colour) image, any dtype.
+        confidence: the lowest Tesseract confidence (0-100) of a word that counts.
+        characters: the fewest letters or digits a word that counts has.
 
     Returns:
         Boxes in pixel coordinates of ``pixels``; the words themselves are never kept.
     """
     from PIL import Image
 
-    engine = _engine(os.getpid())
-    if engine is None:
+    engine = _ocr()
+    if engine is None or not engine.can_read:
         raise IntakeError(
             "OCR is needed for this image but libtesseract is not installed", quarantine=True
         )
@@ -90,21 +158,162 @@ def read_words(pixels: np.ndarray) -> list[tuple[int, int, int, int]]:
     scale = 2 if max(img.width, img.height) < _SMALL else 1
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale))
-    boxes = []
     try:
         words = list(engine.words(np.asarray(img)))
     except OcrUnavailable as exc:
         raise IntakeError(f"{exc}; held for review", quarantine=True) from None
-    for left, top, width, height, confidence, text in words:
-        if len(text.strip()) < 2 or confidence < MIN_CONFIDENCE:
+    boxes = []
+    for left, top, width, height, conf, text in words:
+        if sum(c.isalnum() for c in text) < characters or conf < confidence:
             continue
         left, top, width, height = (v // scale for v in (left, top, width, height))
         boxes.append((top, left, height, width))
     return boxes
 
 
+def text_regions(pixels: np.ndarray, sensitive: bool = False) -> list[tuple[int, int, int, int]]:
+    """Boxes ``(top, left, height, width)`` of text-like regions, read or not.
+
+    Args:
+        pixels: a 2D image of any dtype, or an RGB image.
+        sensitive: the detector's lower thresholds (for cleaning: fewer misses).
+    """
+    engine = _ocr()
+    if engine is None or not engine.can_detect:
+        raise IntakeError(
+            "a text detector is needed for this image but none is installed "
+            "(deploy/install.sh installs onnxruntime and rapidocr-onnxruntime)",
+            quarantine=True,
+        )
+    colour = pixels.ndim == 3
+    try:
+        found = engine.regions(_to_uint8(pixels, colour=colour), sensitive=sensitive)
+    except OcrUnavailable as exc:
+        raise IntakeError(f"{exc}; held for review", quarantine=True) from None
+    return [(t, le, h, w) for t, le, h, w, _ in found if h > 0 and w > 0]
+
+
+@dataclass
+class Cleaning:
+    """What a strict check did to one image: the boxes it filled, and how they were found."""
+
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    regions: int = 0  # text-like regions the detector found
+    words: int = 0  # words OCR read with confidence
+
+    @property
+    def cleaned(self) -> bool:
+        return bool(self.boxes)
+
+
+def _fill(frame: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """Fill a padded box with the median of a ring of pixels around it; the padded box."""
+    top, left, height, width = box
+    pad = max(2, height // 4)
+    rows, cols = frame.shape[:2]
+    y0, x0 = max(0, top - pad), max(0, left - pad)
+    y1, x1 = min(rows, top + height + pad), min(cols, left + width + pad)
+    ring = max(2, pad)
+    outer = frame[
+        max(0, y0 - ring) : min(rows, y1 + ring), max(0, x0 - ring) : min(cols, x1 + ring)
+    ]
+    inside = np.zeros(outer.shape[:2], bool)
+    oy, ox = y0 - max(0, y0 - ring), x0 - max(0, x0 - ring)
+    inside[oy : oy + (y1 - y0), ox : ox + (x1 - x0)] = True
+    around = outer[~inside]
+    value = (
+        np.median(around, axis=0)
+        if len(around)
+        else np.median(outer.reshape(-1, *frame.shape[2:]), axis=0)
+    )
+    frame[y0:y1, x0:x1] = np.asarray(value).astype(frame.dtype)
+    return y0, x0, y1 - y0, x1 - x0
+
+
+def _find(frame: np.ndarray, read: bool, sensitive: bool) -> tuple[list, int, int]:
+    regions = text_regions(frame, sensitive)
+    if not read:
+        words = []
+    elif sensitive:
+        words = read_words(frame)
+    else:  # the check: Tesseract also "reads" textured tissue, rarely this surely
+        words = read_words(frame, VERIFY_CONFIDENCE, VERIFY_CHARACTERS)
+    return regions + words, len(regions), len(words)
+
+
+def clean_image(
+    pixels: np.ndarray,
+    band: float | None = None,
+    background=None,
+    flagged: bool = False,
+    multi_frame: bool = False,
+) -> tuple[np.ndarray, Cleaning]:
+    """The strict check: blank known regions, fill text-like regions and words, check again.
+
+    Args:
+        pixels: the stored pixels: ``(H, W)`` grey or ``(H, W, 3)`` RGB, any dtype; one more
+            leading axis of frames when ``multi_frame`` (each is checked on its own).
+        band: share of rows from the top known to hold text for this device (blanked).
+        background: value for the known band (default: the image's minimum).
+        flagged: the header says there is burned-in text (BurnedInAnnotation=YES): finding
+            nothing text-like is then a reason to quarantine.
+        multi_frame: ``pixels`` holds frames.
+
+    Returns:
+        ``(cleaned copy, what was done)``; the copy is ``pixels`` itself when nothing was
+        changed.
+
+    Raises:
+        IntakeError: (quarantine) when the image cannot be cleaned with confidence.
+    """
+    out = pixels.copy()
+    frames = out if multi_frame else out[None]
+    if band is not None:
+        frames[:, : int(np.ceil(frames.shape[1] * band))] = (
+            out.min() if background is None else background
+        )
+    engine = _ocr()
+    if engine is None or not engine.can_detect:
+        if band is not None:
+            return out, Cleaning()
+        raise IntakeError(
+            "possible burned-in text, no known text region for this device, and no text "
+            "detector (OCR is off, or deploy/install.sh was not run)",
+            quarantine=True,
+        )
+    read = engine.can_read
+    report = Cleaning()
+    for index, frame in enumerate(frames):  # views: filling writes into ``out``
+        where = f" (frame {index + 1})" if multi_frame else ""
+        for attempt in range(PASSES + 1):  # PASSES cleaning passes, then the check
+            boxes, regions, words = _find(frame, read, sensitive=attempt < PASSES)
+            if attempt == 0:
+                report.regions += regions
+                report.words += words
+            if not boxes:
+                break
+            if attempt == PASSES:
+                raise IntakeError(
+                    f"burned-in text still detected after cleaning{where}", quarantine=True
+                )
+            report.boxes += [_fill(frame, box) for box in boxes]
+        area = sum(h * w for _, _, h, w in report.boxes)
+        if area > MAX_CLEANED_FRACTION * frame.shape[0] * frame.shape[1] * (index + 1):
+            raise IntakeError(
+                f"text-like regions cover {100 * area / (frame.shape[0] * frame.shape[1]):.0f}% "
+                f"of the image{where}: cleaning would hide the anatomy",
+                quarantine=True,
+            )
+    if flagged and not report.regions and not report.words and band is None:
+        raise IntakeError(
+            "marked as having burned-in text, but nothing text-like was found to remove",
+            quarantine=True,
+        )
+    return (out if report.cleaned or band is not None else pixels), report
+
+
 def clean_pixels(ds, pixels: np.ndarray, multi_frame: bool = False) -> np.ndarray:
-    """Return ``pixels`` with burned-in text removed (a copy), or unchanged if not suspect.
+    """Return ``pixels`` with burned-in text removed (a copy), or unchanged if not strict.
 
     Args:
         ds: the dataset the pixels belong to (device identity, modality, photometry).
@@ -115,39 +324,15 @@ def clean_pixels(ds, pixels: np.ndarray, multi_frame: bool = False) -> np.ndarra
     Raises:
         IntakeError: (quarantine) when the image cannot be cleaned with confidence.
     """
-    if not is_suspect(ds):
+    if not policy(ds).strict:
         return pixels
-    out = pixels.copy()
-    frames = out if multi_frame else out[None]
     inverted = str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
-    background = out.max() if inverted else out.min()
     key = (str(ds.get("Manufacturer", "")), str(ds.get("ManufacturerModelName", "")))
-    band = KNOWN_REGIONS.get(key)
-    if band is not None:
-        frames[:, : int(np.ceil(frames.shape[1] * band))] = background
-    if not ocr_available():
-        if band is not None:
-            return out
-        raise IntakeError(
-            "possible burned-in text, no known text region for this device, "
-            "and OCR is off or tesseract is not installed",
-            quarantine=True,
-        )
-    found = 0
-    for index, frame in enumerate(frames):  # views: blanking writes into ``out``
-        boxes = read_words(frame)
-        found += len(boxes)
-        for top, left, height, width in boxes:
-            pad = max(2, height // 4)
-            y0, x0 = max(0, top - pad), max(0, left - pad)
-            frame[y0 : top + height + pad, x0 : left + width + pad] = background
-        if boxes and read_words(frame):
-            where = f" (frame {index + 1})" if multi_frame else ""
-            raise IntakeError(
-                f"burned-in text still detected after cleaning{where}", quarantine=True
-            )
-    if not found and band is None and str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
-        raise IntakeError(
-            "marked as having burned-in text, but OCR found none to remove", quarantine=True
-        )
-    return out
+    cleaned, _ = clean_image(
+        pixels,
+        band=KNOWN_REGIONS.get(key),
+        background=pixels.max() if inverted else pixels.min(),
+        flagged=str(ds.get("BurnedInAnnotation", "")).upper() == "YES",
+        multi_frame=multi_frame,
+    )
+    return cleaned

@@ -271,3 +271,37 @@ def test_the_report_keeps_every_image_size_commonest_first(tmp_path):
     assert list(report.image_sizes.items()) == [("40x30", 3), ("40x34", 2)]
     saved = json.loads((tmp_path / "state" / "intake_report.json").read_text())
     assert saved["image_sizes"] == {"40x30": 3, "40x34": 2}
+
+
+def test_image_folders_get_the_pixel_check(tmp_path):
+    """No header vouches for a PNG: text is cleaned (the reason says so), the review sheet
+    stays private, and every file's fate is recorded."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from common import pixel_phi
+
+    if not pixel_phi.detector_available():
+        pytest.skip("text detector not installed (deploy/install.sh installs it)")
+    site = tmp_path / "site"
+    (site / "images").mkdir(parents=True)
+    (site / "masks").mkdir()
+    yy, xx = np.mgrid[:256, :256]
+    organ = np.clip(40 + 160 * np.exp(-((xx - 140) ** 2 + (yy - 150) ** 2) / 5000), 0, 255)
+    lesion = ((xx - 150) ** 2 + (yy - 160) ** 2) < 30**2
+    for name, text in (("a", "12/03/2019 10:41:07"), ("b", None)):
+        img = Image.fromarray(np.stack([organ, organ * 0.6, organ * 0.5], -1).astype(np.uint8))
+        if text:
+            ImageDraw.Draw(img).text(
+                (6, 8), text, fill=(255, 255, 255), font=ImageFont.load_default(size=11)
+            )
+        img.save(site / "images" / f"{name}.png")
+        Image.fromarray((lesion * 255).astype(np.uint8)).save(site / "masks" / f"{name}.png")
+    arrays, report = prepare_site(site, tmp_path / "state", 64)
+    fates = {f.path: f for f in report.files}
+    assert fates["images/a.png"].fate == PROCESSED
+    assert fates["images/a.png"].reason.startswith("burned-in text cleaned")
+    assert fates["images/b.png"].reason == "" and len(arrays) == 2
+    review = tmp_path / "state" / "pixel_review.png"
+    assert review.exists() and review.stat().st_mode & 0o777 == 0o600
+    c = report.counts()
+    assert c["processed"] + c["quarantined"] + c["rejected"] == c["total"] == 4
