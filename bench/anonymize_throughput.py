@@ -48,7 +48,11 @@ def main() -> None:
                 out = Path(tmp) / f"out-{workers}-{ocr}"
                 start = time.perf_counter()
                 report = anonymize_folder(
-                    src, out, Path(tmp) / f"state-{workers}-{ocr}" / "site.secret", workers=workers
+                    src,
+                    out,
+                    Path(tmp) / f"state-{workers}-{ocr}" / "site.secret",
+                    workers=workers,
+                    new_secret=True,
                 )
                 wall = time.perf_counter() - start
                 rows.append(

@@ -147,6 +147,7 @@ def main() -> None:
                     Path(tmp) / f"out-{ocr}-{workers}",
                     Path(tmp) / f"state-{ocr}-{workers}" / "s.secret",
                     workers=workers,
+                    new_secret=True,
                 )
                 wall = time.perf_counter() - start
                 results["throughput"].append(

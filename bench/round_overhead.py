@@ -144,7 +144,7 @@ def main() -> None:
         data = work / "data"
         write_consortium(data, n_sites=3, cases_per_site=16, heldout_per_vendor=4, defects=False)
         for i in (1, 2, 3):
-            prepare_site(data / f"site-{i}", work / "state" / f"site-{i}", 64)
+            prepare_site(data / f"site-{i}", work / "state" / f"site-{i}", 64, new_secret=True)
         results = [measure(name, spec, data, work, args.rounds) for name, spec in CONFIGS.items()]
         results.append(measure_empty(work, args.rounds))
     base = results[0]["median-overhead"]

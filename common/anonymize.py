@@ -266,7 +266,7 @@ _SECRET: SiteSecret | None = None
 
 def _init_worker(secret_path: str, ocr: str | None = None) -> None:
     global _SECRET  # one secret per worker process, loaded once
-    _SECRET = SiteSecret.load_or_create(secret_path)
+    _SECRET = SiteSecret.load(secret_path)
     if ocr is not None:  # the caller's FEDSYNTH_OCR (the fork server may predate it)
         os.environ["FEDSYNTH_OCR"] = ocr
 
@@ -348,19 +348,21 @@ def anonymize_folder(
     progress=None,
     options: DeidOptions = DeidOptions(),
     clean_pixels: bool = True,
+    new_secret: bool = False,
 ) -> AnonymizationReport:
     """De-identify every file under ``in_dir`` into ``out_dir``.
 
     Args:
         in_dir: the input folder (never modified).
         out_dir: where de-identified files go (``<patient pseudonym>/<instance UID>.dcm``).
-        secret_path: the site secret file (created if absent, mode 0600).
+        secret_path: the site secret file; it must exist unless ``new_secret``.
         workers: worker processes (1: in this process).
         quarantine_dir: where quarantined inputs are copied (default: ``quarantine/``
             beside the secret, i.e. in the site's private state).
         progress: optional callable ``progress(advance)`` called per file.
         options: the profile options.
         clean_pixels: Clean Pixel Data (else suspect images are quarantined).
+        new_secret: make the secret at ``secret_path`` (a new site); refused if it exists.
 
     Returns:
         The report, also written (with input paths) beside the secret as
@@ -377,7 +379,7 @@ def anonymize_folder(
         )
     private = secret_path.parent
     quarantine_dir = quarantine_dir or private / "quarantine"
-    secret = SiteSecret.load_or_create(secret_path)
+    secret = SiteSecret.open(secret_path, new=new_secret)
     files = sorted(
         str(p.relative_to(in_dir)) for p in in_dir.rglob("*") if p.is_file() or p.is_symlink()
     )

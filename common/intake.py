@@ -49,7 +49,7 @@ import numpy as np
 from common import imaging
 from common.anonymize import deidentify_file, quarantine_copy
 from common.errors import IntakeError
-from common.pseudonyms import TABLE_FILE, ReidentificationTable, SiteSecret
+from common.pseudonyms import SECRET_FILE, TABLE_FILE, ReidentificationTable, SiteSecret
 
 logger = logging.getLogger(__name__)
 
@@ -343,6 +343,7 @@ def prepare_site(
     secret: SiteSecret | None = None,
     force: bool = False,
     progress=None,
+    new_secret: bool = False,
 ) -> tuple[SiteArrays, IntakeReport]:
     """De-identify, check, preprocess and cache a site's data directory.
 
@@ -350,9 +351,11 @@ def prepare_site(
         data_dir: the site's raw data (read only; never modified).
         state_dir: the site's private working folder (cache, secret, quarantine, report).
         image_size: training resolution (square).
-        secret: pseudonymisation key; defaults to ``STATE/site.secret`` (created if absent).
+        secret: pseudonymisation key; defaults to ``STATE/site.secret``, which must exist
+            unless ``new_secret``.
         force: rebuild the cache even if the folder did not change.
         progress: optional ``progress(total=..., advance=...)`` callable.
+        new_secret: make ``STATE/site.secret`` (a new site); refused if it exists.
 
     Returns:
         ``(arrays, report)``. ``arrays`` may be empty; the report says why.
@@ -383,7 +386,7 @@ def prepare_site(
             report.files = [FileFate(**f) for f in saved["files"]]
             return load_cached(cache_npz), report
 
-    secret = secret or SiteSecret.load_or_create(state_dir / "site.secret")
+    secret = secret or SiteSecret.open(state_dir / SECRET_FILE, new=new_secret)
     report = IntakeReport(data_dir=str(data_dir))
     fates: dict[str, FileFate] = {}
     cases: dict[str, _Case] = {}

@@ -30,8 +30,14 @@ import os
 import secrets
 from pathlib import Path
 
+from common.errors import IntakeError
+
 SECRET_FILE = "site.secret"
 TABLE_FILE = "reidentification.table"
+
+
+class SiteSecretError(IntakeError):
+    """No site secret where one was expected, or one where a new one was asked for."""
 
 
 class SiteSecret:
@@ -47,15 +53,50 @@ class SiteSecret:
         self._key = key
 
     @classmethod
-    def load_or_create(cls, path: str | Path) -> SiteSecret:
-        """Read the secret at ``path``, creating a new random one (mode 0600) if absent."""
+    def load(cls, path: str | Path) -> SiteSecret:
+        """Read the secret at ``path``; never makes one.
+
+        A missing secret is an error, not a new secret: a mistyped path would otherwise
+        give every patient new pseudonyms and break longitudinal linkage without a word.
+
+        Raises:
+            SiteSecretError: no file at ``path``; the message names it and says how to
+                make one for a new site.
+        """
         path = Path(path)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32))
+        if not path.is_file():
+            raise SiteSecretError(
+                f"no site secret at {path}: every pseudonym of this site comes from it. "
+                "If the site has one, point to it (a wrong --state-dir or --site-secret?); "
+                f"for a new site, make it once with `fedsynth site keygen --state-dir "
+                f"{path.parent}` or add --new-secret"
+            )
         return cls(path.read_bytes())
+
+    @classmethod
+    def create(cls, path: str | Path) -> SiteSecret:
+        """Make a new random secret at ``path`` (mode 0600, its folder too if needed).
+
+        Raises:
+            SiteSecretError: a secret is already there (it is never replaced).
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise SiteSecretError(
+                f"a site secret already exists at {path}; it is never replaced (a new one "
+                "would give every patient new pseudonyms): drop --new-secret"
+            ) from None
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+        return cls(path.read_bytes())
+
+    @classmethod
+    def open(cls, path: str | Path, new: bool = False) -> SiteSecret:
+        """:meth:`create` when ``new``, else :meth:`load`."""
+        return cls.create(path) if new else cls.load(path)
 
     def digest(self, kind: str, value: str) -> bytes:
         """HMAC-SHA256 of ``value`` in the namespace ``kind``."""

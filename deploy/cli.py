@@ -95,6 +95,9 @@ def site_prepare(
     state_dir: Path = typer.Option(..., help="The site's private working folder."),
     image_size: int = typer.Option(128, help="Training resolution; match the run's image-size."),
     force: bool = typer.Option(False, help="Rebuild the cache even if nothing changed."),
+    new_secret: bool = typer.Option(
+        False, help="A new site: make its secret (STATE/site.secret); refused if one exists."
+    ),
 ) -> None:
     """De-identify, check, preprocess and cache a site's data ahead of a run."""
     from common.errors import IntakeError
@@ -110,7 +113,12 @@ def site_prepare(
 
         try:
             _, report = prepare_site(
-                data_dir, state_dir, image_size, force=force, progress=progress
+                data_dir,
+                state_dir,
+                image_size,
+                force=force,
+                progress=progress,
+                new_secret=new_secret,
             )
         except IntakeError as exc:
             console.print(f"[red]error:[/] {exc}")
@@ -130,7 +138,12 @@ def site_prepare(
 def anonymize(
     in_dir: Path = typer.Argument(..., help="Folder of DICOM files (only read)."),
     out_dir: Path = typer.Argument(..., help="Where de-identified files go."),
-    site_secret: Path = typer.Option(..., help="The site secret file (created if absent)."),
+    site_secret: Path = typer.Option(
+        ..., help="The site secret file (it must exist, unless --new-secret)."
+    ),
+    new_secret: bool = typer.Option(
+        False, help="A new site: make the secret file; refused if one exists."
+    ),
     workers: int = typer.Option(1, help="Worker processes."),
     retain_safe_private: bool = typer.Option(False, help="PS3.15 Retain Safe Private Option."),
     retain_uids: bool = typer.Option(False, help="PS3.15 Retain UIDs Option."),
@@ -190,6 +203,7 @@ def anonymize(
                 progress=lambda n: bar.advance(task, n),
                 options=options,
                 clean_pixels=clean_pixel_data,
+                new_secret=new_secret,
             )
     except IntakeError as exc:
         console.print(f"[red]error:[/] {exc}")

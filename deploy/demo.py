@@ -21,6 +21,7 @@ from rich.console import Console
 from common import site_keys
 from common.config import RunSettings, SiteSettings
 from common.intake import SiteArrays, load_cached, prepare_site
+from common.pseudonyms import SECRET_FILE
 from common.report import BASELINES_FILE, METRICS_FILE, render
 from deploy.local import LocalConsortium, SiteNode, app_dir
 from deploy.phases import Phases
@@ -96,7 +97,9 @@ def _prepare(data: Path, state: Path, label: str, image_size: int, console: Cons
                 bar.update(task, total=total)
             bar.advance(task, advance)
 
-        arrays, report = prepare_site(data, state, image_size, progress=progress)
+        # The demo's work folder holds its own new sites: their secrets are made here.
+        new = not (Path(state) / SECRET_FILE).exists()
+        arrays, report = prepare_site(data, state, image_size, progress=progress, new_secret=new)
     print_intake(console, report, label)
     return arrays, report
 

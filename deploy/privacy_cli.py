@@ -25,9 +25,18 @@ REGISTRY = typer.Option(None, help="The coordinator's folder of registered site 
 
 
 def keygen(state_dir: Path = typer.Option(..., help="The site's private state folder.")) -> None:
-    """Make the site's Ed25519 ledger key (once) and print the public key to register."""
-    from common import site_keys
+    """Make the site's secret and its Ed25519 ledger key (once); print the key to register.
 
+    The site secret (``STATE/site.secret``) is what every pseudonym of the site comes from:
+    it is made here, once, and never replaced; back it up.
+    """
+    from common import site_keys
+    from common.pseudonyms import SECRET_FILE, SiteSecret
+
+    secret = state_dir / SECRET_FILE
+    if not secret.exists():
+        SiteSecret.create(secret)
+        console.print(f"site secret made: {secret} (mode 0600; back it up, never replace it)")
     _, public = site_keys.load_or_create(state_dir)
     console.print(f"public key ({state_dir / site_keys.PUB_FILE}):")
     print(public)

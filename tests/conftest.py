@@ -39,7 +39,8 @@ def prepare():
     from common.intake import prepare_site
 
     def _prepare(data_dir, state_dir, image_size: int):
-        return prepare_site(Path(data_dir), Path(state_dir), image_size)
+        new = not (Path(state_dir) / "site.secret").exists()  # a new site: make its secret
+        return prepare_site(Path(data_dir), Path(state_dir), image_size, new_secret=new)
 
     return _prepare
 

@@ -45,6 +45,21 @@ else
   args+=(--auth-supernode-private-key "$KEY")
 fi
 
+# 0. The site secret: every pseudonym comes from it, so it is never made by accident. A
+#    state volume with nothing pseudonymised in it yet is a new site: make it, once.
+#    Pseudonymised state without its secret means the secret was lost or the wrong
+#    volume is mounted: stop rather than give every patient new pseudonyms.
+if [ ! -f "$STATE/site.secret" ]; then
+  for made in reidentification.table intake_report.json cache; do
+    if [ -e "$STATE/$made" ]; then
+      echo "error: $STATE holds pseudonymised site state ($made) but no site.secret; restore the secret from the site's backup" >&2
+      exit 2
+    fi
+  done
+  echo "new site: making its secret in $STATE (back it up: every pseudonym comes from it)" >&2
+  fedsynth site keygen --state-dir "$STATE" >/dev/null
+fi
+
 # 1. Prepare: de-identify, check and cache the site's data (the report stays in $STATE).
 #    A site with nothing usable still joins: it declines each round with the reason.
 fedsynth site prepare --data-dir "$DATA" --state-dir "$STATE" --image-size "$SIZE" \

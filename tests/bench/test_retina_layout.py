@@ -19,13 +19,13 @@ def test_drive_and_chase_enter_through_the_site_intake(retina_dir, tmp_path):
     links = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
     assert all(p.is_symlink() or p.name in ("dataset.json", "manifest.json") for p in links)
 
-    site2, report = prepare_site(tmp_path / "data" / "site-2", tmp_path / "s2", 64)
+    site2, report = prepare_site(tmp_path / "data" / "site-2", tmp_path / "s2", 64, new_secret=True)
     assert len(site2) == 14 and set(site2.vendors) == {"Nidek NM-200-D"}
     assert site2.has_mask2.all() and report.counts()["rejected"] == 0
     assert 0.3 < site2.fov.mean() < 0.95  # the round aperture, not the whole square
     assert 0.03 < site2.masks.mean() < 0.2  # thin vessels, thresholded at > 127
 
-    held, _ = prepare_site(tmp_path / "data" / "heldout", tmp_path / "h", 64)
+    held, _ = prepare_site(tmp_path / "data" / "heldout", tmp_path / "h", 64, new_secret=True)
     assert len(held) == 34 and held.has_mask2.all()
     assert sorted(set(held.vendors)) == ["Canon CR5 non-mydriatic 3CCD", "Nidek NM-200-D"]
     # no CHASE child is both at a site and in the held-out set

@@ -9,7 +9,7 @@ from common.intake import prepare_site
 
 def test_synth_patch_gives_the_generator_full_resolution_patches(tiny_consortium, tmp_path):
     data, _ = tiny_consortium
-    arrays, _ = prepare_site(data / "site-1", tmp_path / "s", 64)
+    arrays, _ = prepare_site(data / "site-1", tmp_path / "s", 64, new_secret=True)
     arrays.fov[:, :, :32] = 0  # the left half holds no data
     train, val = arrays.split(0.25, seed=0)
     run = RunSettings.from_config({"image-size": 64, "synth-config": "tiny", "synth-patch": True})

@@ -29,7 +29,9 @@ def _tree_digest(root: Path) -> dict[str, str]:
 def pydicom_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("anon")
     before = _tree_digest(PYDICOM_FILES)
-    report = anonymize_folder(PYDICOM_FILES, base / "out", base / "state" / "site.secret")
+    report = anonymize_folder(
+        PYDICOM_FILES, base / "out", base / "state" / "site.secret", new_secret=True
+    )
     assert _tree_digest(PYDICOM_FILES) == before, "the input folder was modified"
     return base, report
 

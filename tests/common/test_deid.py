@@ -73,10 +73,19 @@ def test_pseudonyms_are_stable_keyed_and_keep_references(tiny_consortium):
     assert img.Manufacturer and img.ManufacturerModelName  # kept for per-vendor evaluation
 
 
-def test_secret_file_is_created_private_and_reused(tmp_path):
-    a = SiteSecret.load_or_create(tmp_path / "s" / "site.secret")
-    assert (tmp_path / "s" / "site.secret").stat().st_mode & 0o777 == 0o600
-    b = SiteSecret.load_or_create(tmp_path / "s" / "site.secret")
+def test_secret_file_is_made_only_on_purpose_private_and_reused(tmp_path):
+    from common.pseudonyms import SiteSecretError
+
+    path = tmp_path / "s" / "site.secret"
+    with pytest.raises(SiteSecretError, match=f"no site secret at {path}"):
+        SiteSecret.load(path)
+    assert not path.exists() and not path.parent.exists()  # nothing made by accident
+    a = SiteSecret.create(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    b = SiteSecret.load(path)
     assert a.pseudonym("PatientID", "x") == b.pseudonym("PatientID", "x")
+    with pytest.raises(SiteSecretError, match="never replaced"):
+        SiteSecret.create(path)
+    assert SiteSecret.load(path).pseudonym("PatientID", "x") == a.pseudonym("PatientID", "x")
     with pytest.raises(ValueError, match="at least 16 bytes"):
         SiteSecret(b"short")

@@ -18,7 +18,7 @@ def _reasons(report) -> dict[str, str]:
 def test_every_file_has_a_fate_and_counts_add_up(tiny_consortium, tmp_path):
     out, manifest = tiny_consortium
     site = out / "site-3"
-    arrays, report = prepare_site(site, tmp_path / "state", image_size=64)
+    arrays, report = prepare_site(site, tmp_path / "state", image_size=64, new_secret=True)
     n_files = sum(1 for p in site.rglob("*") if p.is_file())
     c = report.counts()
     assert c["total"] == n_files == c[PROCESSED] + c[QUARANTINED] + c[REJECTED]
@@ -41,7 +41,7 @@ def test_cache_is_reused_and_rebuilt_when_the_folder_changes(tiny_consortium, tm
     out, _ = tiny_consortium
     site = tmp_path / "site"
     shutil.copytree(out / "site-1", site)
-    a, _ = prepare_site(site, tmp_path / "state", 64)
+    a, _ = prepare_site(site, tmp_path / "state", 64, new_secret=True)
     cache = tmp_path / "state" / "cache" / "site-64.npz"
     stamp = cache.stat().st_mtime_ns
     b, _ = prepare_site(site, tmp_path / "state", 64)
@@ -55,7 +55,7 @@ def test_no_original_identifier_reaches_the_cache(tiny_consortium, tmp_path):
     import pydicom
 
     out, _ = tiny_consortium
-    prepare_site(out / "site-2", tmp_path / "state", 64)
+    prepare_site(out / "site-2", tmp_path / "state", 64, new_secret=True)
     blob = b"".join(p.read_bytes() for p in (tmp_path / "state" / "cache").iterdir())
     for path in (out / "site-2").glob("*/image.dcm"):
         ds = pydicom.dcmread(path)
@@ -75,8 +75,8 @@ def test_burned_in_text_is_blanked_for_known_devices(tiny_consortium, tmp_path):
 
     out, manifest = tiny_consortium
     site2 = out / manifest["sites"][1]["dir"]
-    arrays, report = prepare_site(site2, tmp_path / "state", 128)
-    secret = SiteSecret.load_or_create(tmp_path / "state" / "site.secret")
+    arrays, report = prepare_site(site2, tmp_path / "state", 128, new_secret=True)
+    secret = SiteSecret.load(tmp_path / "state" / "site.secret")
     burned = [
         str(deidentify(pydicom.dcmread(p), secret).PatientID)
         for p in site2.glob("*/image.dcm")
@@ -100,7 +100,7 @@ def test_unknown_device_with_burned_in_text_is_quarantined(tiny_consortium, tmp_
     ds = pydicom.dcmread(site / "case" / "image.dcm")
     ds.BurnedInAnnotation = "YES"
     ds.save_as(site / "case" / "image.dcm")
-    arrays, report = prepare_site(site, tmp_path / "state", 64)
+    arrays, report = prepare_site(site, tmp_path / "state", 64, new_secret=True)
     fates = {f.path: (f.fate, f.reason) for f in report.files}
     assert fates["case/image.dcm"][0] == QUARANTINED
     assert "burned-in" in fates["case/image.dcm"][1]
@@ -127,7 +127,7 @@ def test_image_folders_with_second_annotator_and_bad_files(tmp_path):
     (data / "junk.bin").write_bytes(b"\x00\x01garbage")
     (data / "empty.dcm").write_bytes(b"")
     (data / "dataset.json").write_text(json.dumps({"manufacturer": "Canon", "model": "CR5"}))
-    arrays, report = prepare_site(data, tmp_path / "state", 32)
+    arrays, report = prepare_site(data, tmp_path / "state", 32, new_secret=True)
     reasons = _reasons(report)
     assert len(arrays) == 3 and set(arrays.vendors) == {"Canon CR5"}
     assert arrays.has_mask2.tolist() == [True, False, False]
@@ -144,13 +144,13 @@ def test_missing_or_empty_data_dir(tmp_path):
     with pytest.raises(IntakeError, match="does not exist"):
         prepare_site(tmp_path / "nope", tmp_path / "state")
     (tmp_path / "empty").mkdir()
-    arrays, report = prepare_site(tmp_path / "empty", tmp_path / "state")
+    arrays, report = prepare_site(tmp_path / "empty", tmp_path / "state", new_secret=True)
     assert len(arrays) == 0 and report.counts()["total"] == 0
 
 
 def test_split_is_deterministic_and_disjoint(tiny_consortium, tmp_path):
     out, _ = tiny_consortium
-    arrays, _ = prepare_site(out / "site-1", tmp_path / "state", 32)
+    arrays, _ = prepare_site(out / "site-1", tmp_path / "state", 32, new_secret=True)
     train, val = arrays.split(0.25, seed=1)
     train2, val2 = arrays.split(0.25, seed=1)
     assert list(val.cases) == list(val2.cases) and len(val) == 2
@@ -173,7 +173,7 @@ def test_grouped_image_folders_each_with_their_camera(tmp_path):
             m = np.zeros((24, 24), np.uint8)
             m[4:9, 4:20] = 255
             Image.fromarray(m).save(data / group / "masks" / f"eye{i}.png")
-    arrays, report = prepare_site(data, tmp_path / "state", 32)
+    arrays, report = prepare_site(data, tmp_path / "state", 32, new_secret=True)
     assert len(arrays) == 4
     assert sorted(arrays.vendors.tolist()) == ["Canon", "Canon", "Nidek", "Nidek"]
     assert report.counts()["rejected"] == 0 and report.counts()["processed"] == 10
@@ -203,8 +203,8 @@ def test_folders_linked_from_elsewhere_prepare_like_real_folders(tmp_path):
     linked.mkdir()
     (linked / "images").symlink_to(elsewhere / "imgs", target_is_directory=True)
     (linked / "masks").symlink_to(elsewhere / "msks", target_is_directory=True)
-    a, ra = prepare_site(real, tmp_path / "state-real", 32)
-    b, rb = prepare_site(linked, tmp_path / "state-linked", 32)
+    a, ra = prepare_site(real, tmp_path / "state-real", 32, new_secret=True)
+    b, rb = prepare_site(linked, tmp_path / "state-linked", 32, new_secret=True)
     assert len(b) == len(a) == rb.cases == 4
     assert rb.counts() == ra.counts() == {PROCESSED: 8, QUARANTINED: 0, REJECTED: 0, "total": 8}
     assert [f.path for f in rb.files] == [f.path for f in ra.files]  # link paths, not targets
@@ -218,7 +218,7 @@ def test_a_link_loop_ends_and_a_broken_link_is_rejected(tmp_path):
     (data / "images" / "loop").symlink_to("..", target_is_directory=True)
     (data / "masks" / "self").symlink_to(data / "masks", target_is_directory=True)
     (data / "scan.dcm").symlink_to(tmp_path / "gone.dcm")
-    arrays, report = prepare_site(data, tmp_path / "state", 32)
+    arrays, report = prepare_site(data, tmp_path / "state", 32, new_secret=True)
     assert len(arrays) == 2
     assert report.counts() == {PROCESSED: 4, QUARANTINED: 0, REJECTED: 1, "total": 5}
     assert _reasons(report) == {"scan.dcm": "broken symbolic link"}
@@ -267,7 +267,7 @@ def test_a_report_saved_before_size_summaries_still_loads(tmp_path):
 def test_the_report_keeps_every_image_size_commonest_first(tmp_path):
     data = tmp_path / "data"
     _image_folder_site(data / "images", data / "masks", n=5)
-    _, report = prepare_site(data, tmp_path / "state", 32)
+    _, report = prepare_site(data, tmp_path / "state", 32, new_secret=True)
     assert list(report.image_sizes.items()) == [("40x30", 3), ("40x34", 2)]
     saved = json.loads((tmp_path / "state" / "intake_report.json").read_text())
     assert saved["image_sizes"] == {"40x30": 3, "40x34": 2}
@@ -296,7 +296,7 @@ def test_image_folders_get_the_pixel_check(tmp_path):
             )
         img.save(site / "images" / f"{name}.png")
         Image.fromarray((lesion * 255).astype(np.uint8)).save(site / "masks" / f"{name}.png")
-    arrays, report = prepare_site(site, tmp_path / "state", 64)
+    arrays, report = prepare_site(site, tmp_path / "state", 64, new_secret=True)
     fates = {f.path: f for f in report.files}
     assert fates["images/a.png"].fate == PROCESSED
     assert fates["images/a.png"].reason.startswith("burned-in text cleaned")

@@ -40,7 +40,7 @@ def test_fuse_arrays_changes_only_cases_with_a_second_annotator(tiny_consortium,
     from common.intake import prepare_site
 
     data, _ = tiny_consortium
-    arrays, _ = prepare_site(data / "site-1", tmp_path / "s", 32)
+    arrays, _ = prepare_site(data / "site-1", tmp_path / "s", 32, new_secret=True)
     arrays.masks2[0] = 0
     arrays.has_mask2[0] = True  # the second annotator saw nothing in case 0
     fused = fuse_arrays(arrays, "majority")

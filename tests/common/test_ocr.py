@@ -73,7 +73,8 @@ def test_prepare_with_pixel_ocr_then_train_in_one_process(tmp_path):
         data = Path({str(tmp_path)!r}) / "data"
         manifest = write_consortium(data, n_sites=2, cases_per_site=8, heldout_per_vendor=0)
         assert manifest["sites"][1]["burned_in"] > 0, "site-2 (Helios) should need OCR"
-        arrays, report = prepare_site(data / "site-2", Path({str(tmp_path)!r}) / "s", 64)
+        state = Path({str(tmp_path)!r}) / "s"
+        arrays, report = prepare_site(data / "site-2", state, 64, new_secret=True)
         assert pixel_phi._engine.cache_info().currsize == 1, "OCR was not used"
         maps = open("/proc/self/maps").read()
         assert "libtesseract" not in maps, "libtesseract was loaded in the training process"

@@ -19,7 +19,7 @@ def test_load_prepared_serves_the_cache_and_warns_when_the_folder_changed(
     data, _ = tiny_consortium
     site = tmp_path / "site"
     shutil.copytree(data / "site-1", site)
-    prepared, _ = prepare_site(site, tmp_path / "s", 32)
+    prepared, _ = prepare_site(site, tmp_path / "s", 32, new_secret=True)
     with caplog.at_level(logging.WARNING, logger="common.intake"):
         arrays, meta = load_prepared(site, tmp_path / "s", 32)
     assert len(arrays) == len(prepared) == meta["cases"] > 0
@@ -49,7 +49,7 @@ def test_an_interrupted_intake_leaves_the_previous_cache_or_none(
 
     monkeypatch.setattr(intake.np, "savez", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        prepare_site(data / "site-1", state, 32)
+        prepare_site(data / "site-1", state, 32, new_secret=True)
     monkeypatch.undo()
     leftovers = sorted(p.name for p in (state / "cache").iterdir())
     assert leftovers == []  # no half-written cache, no description of one

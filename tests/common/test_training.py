@@ -28,7 +28,7 @@ def test_unknown_network_is_a_config_error():
 
 def test_training_changes_weights_reduces_loss_and_is_seeded(tiny_consortium, tmp_path):
     out, _ = tiny_consortium
-    data, _ = prepare_site(out / "site-1", tmp_path / "s", 64)
+    data, _ = prepare_site(out / "site-1", tmp_path / "s", 64, new_secret=True)
     torch.manual_seed(0)
     a = create_network("unet")
     init = {k: v.clone() for k, v in a.state_dict().items()}
@@ -52,7 +52,7 @@ def test_training_changes_weights_reduces_loss_and_is_seeded(tiny_consortium, tm
 
 def test_fedprox_term_keeps_weights_closer_to_the_start(tiny_consortium, tmp_path):
     out, _ = tiny_consortium
-    data, _ = prepare_site(out / "site-2", tmp_path / "s", 64)
+    data, _ = prepare_site(out / "site-2", tmp_path / "s", 64, new_secret=True)
     torch.manual_seed(0)
     init = create_network("unet").state_dict()
 
@@ -69,7 +69,7 @@ def test_patch_training_sees_patches_and_predicts_whole_images(tiny_consortium, 
     from common.transforms import train_transforms
 
     data, _ = tiny_consortium
-    arrays, _ = prepare_site(data / "site-1", tmp_path / "s1", 64)
+    arrays, _ = prepare_site(data / "site-1", tmp_path / "s1", 64, new_secret=True)
     crop = train_transforms(0, "standard", patch_size=32)
     sample = {"image": arrays.images[:1].astype(np.float32), "label": arrays.masks[:1]}
     assert tuple(crop(sample)["image"].shape) == (1, 32, 32)

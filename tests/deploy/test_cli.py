@@ -40,21 +40,21 @@ def test_sample_data_then_site_prepare(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["cases"] for s in manifest["sites"]] == [4, 4]
 
-    res = runner.invoke(
-        app,
-        [
-            "site",
-            "prepare",
-            "--data-dir",
-            str(out / "site-2"),
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--image-size",
-            "64",
-        ],
-    )
+    prepare = ["site", "prepare", "--data-dir", str(out / "site-2")]
+    prepare += ["--state-dir", str(tmp_path / "state"), "--image-size", "64"]
+    # A site secret is never made by accident: a new site says so, once.
+    res = runner.invoke(app, prepare)
+    assert res.exit_code == 2 and "no site secret at" in res.output, res.output
+    assert not (tmp_path / "state").exists() or not list((tmp_path / "state").iterdir())
+    res = runner.invoke(app, [*prepare, "--new-secret"])
     assert res.exit_code == 0, res.output
     assert "4 usable cases" in res.output
+    secret = (tmp_path / "state" / "site.secret").read_bytes()
+    res = runner.invoke(app, [*prepare, "--new-secret", "--force"])
+    assert res.exit_code == 2 and "never replaced" in res.output
+    assert (tmp_path / "state" / "site.secret").read_bytes() == secret
+    res = runner.invoke(app, [*prepare, "--force"])
+    assert res.exit_code == 0, res.output
     assert "README.txt" in res.output and "not a DICOM file" in res.output
     assert (tmp_path / "state" / "intake_report.json").exists()
 
@@ -82,6 +82,7 @@ def test_site_prepare_exit_codes(tmp_path):
             str(tmp_path / "empty"),
             "--state-dir",
             str(tmp_path / "s"),
+            "--new-secret",
         ],
     )
     assert res.exit_code == 1 and "decline" in res.output

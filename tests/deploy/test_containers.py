@@ -97,3 +97,31 @@ def test_kubernetes_superlink_runs_the_entrypoint_with_its_certificates_and_stat
     )
     assert {Path(f).name for f in secret["files"]} == {"ca.crt", "server.pem", "server.key"}
     assert set(kustomization["resources"]) <= {p.name for p in K8S.glob("*.yaml")}
+
+
+def test_the_client_entrypoint_never_makes_a_secret_over_pseudonymised_state(tmp_path):
+    """State with pseudonyms but no secret (lost, or the wrong volume): stop, make none."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "deploy" / "entrypoints" / "supernode.sh"
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "intake_report.json").write_text("{}")
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "FEDSYNTH_SUPERLINK": "127.0.0.1:1",
+        "FEDSYNTH_SITE_NAME": "hospital-a",
+        "FEDSYNTH_DATA_DIR": str(tmp_path / "data"),
+        "FEDSYNTH_STATE_DIR": str(state),
+        "FEDSYNTH_INSECURE": "1",
+        "FEDSYNTH_NODE_AUTH": "0",
+        "FEDSYNTH_TRAINER": "0",
+    }
+    res = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, res.stderr
+    assert "no site.secret" in res.stderr and "intake_report.json" in res.stderr
+    assert not (state / "site.secret").exists()
