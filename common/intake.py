@@ -460,6 +460,8 @@ def prepare_site(
         from common import pixel_phi
 
         pixels = raw[..., :3] if raw.ndim == 3 else raw
+        if not pixel_phi.policy(None).strict:  # the recipe turned image folders off
+            return pixels, 0
         try:
             cleaned, done = pixel_phi.clean_image(pixels)
         except IntakeError as exc:

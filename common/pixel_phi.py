@@ -1,16 +1,18 @@
 """Burned-in text in pixel data: find it without reading it, clean it, check, or refuse.
 
-**Policy** (:func:`policy`). An image is checked *strictly* when it may carry burned-in
-text: BurnedInAnnotation=YES; a Secondary Capture, ultrasound, X-ray angiography or
-visible-light (endoscopy, photography) SOP class; a modality that often burns text in
-(:data:`STRICT_MODALITIES`); no modality at all; or an image from an image folder (no
-header to vouch for it). Other images (CT, MR, DX, ... with BurnedInAnnotation not YES)
-are left as they are.
+**Policy** (:func:`policy`), read from a versioned recipe file reviewed like code
+(``common/pixel_recipe.toml``, :class:`Recipe`). An image is checked *strictly* when it
+may carry burned-in text: BurnedInAnnotation=YES; a Secondary Capture, ultrasound, X-ray
+angiography or visible-light (endoscopy, photography) SOP class; a modality that often
+burns text in; no modality at all; or an image from an image folder (no header to vouch
+for it). Other images (CT, MR, DX, ... with BurnedInAnnotation not YES) are left as they
+are.
 
 **Strict check** (:func:`clean_image`), frame by frame:
 
-1. a known text region for the device (:data:`KNOWN_REGIONS`, keyed by Manufacturer and
-   model, in the spirit of per-model pixel anonymiser scripts) is blanked;
+1. a known text region for the device (the recipe's ``known_regions``, keyed by
+   Manufacturer and model, in the spirit of per-model pixel anonymiser scripts) is
+   blanked;
 2. a text *detector* (:mod:`common.text_regions`: where text is, not what it says) finds
    text-like regions (with its sensitive thresholds: a false alarm costs a few pixels),
    and OCR (Tesseract) reads words; every region and every word read
@@ -36,27 +38,70 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from common.errors import IntakeError
 from common.ocr import OcrProcess, OcrUnavailable
 
-#: (Manufacturer, ManufacturerModelName) -> share of rows from the top that hold text.
-KNOWN_REGIONS: dict[tuple[str, str], float] = {
-    ("Helios Medical", "Helix DX-9"): 0.08,
-}
-#: Modalities checked strictly even without BurnedInAnnotation=YES.
-STRICT_MODALITIES = frozenset({"US", "SC", "ES", "XC", "GM", "XA", "RF", "OT", "VL", "IVUS"})
-#: SOP class UIDs checked strictly, with every class under them (Secondary Capture, US,
-#: XA/XRF, VL): ``...1.1.7`` covers ``...1.1.7.4`` but not ``...1.1.77.1``.
-STRICT_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture",
-    "1.2.840.10008.5.1.4.1.1.6": "ultrasound",
-    "1.2.840.10008.5.1.4.1.1.3.1": "ultrasound multi-frame",
-    "1.2.840.10008.5.1.4.1.1.12": "X-ray angiography / fluoroscopy",
-    "1.2.840.10008.5.1.4.1.1.77.1": "visible light (endoscopy, microscopy, photography)",
-}
+RECIPE_FILE = Path(__file__).with_name("pixel_recipe.toml")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The pixel recipe (``common/pixel_recipe.toml``): what is checked strictly, and the
+    fixed text regions known per device. Reviewed like code; ``version`` names it."""
+
+    version: str
+    burned_in_annotation_yes: bool
+    no_modality: bool
+    image_folders: bool
+    modalities: frozenset[str]
+    sop_classes: dict[str, str]
+    known_regions: dict[tuple[str, str], float]
+
+    @classmethod
+    def load(cls, path: Path = RECIPE_FILE) -> Recipe:
+        """Read and check a recipe file.
+
+        Raises:
+            ConfigError: a key is missing or a value has the wrong type; the message names
+                the file and the key.
+        """
+        import tomllib
+
+        from common.errors import ConfigError
+
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+            strict = raw["strict"]
+            regions = {
+                (str(r["manufacturer"]), str(r["model"])): float(r["top"])
+                for r in raw.get("known_regions", [])
+            }
+            return cls(
+                version=str(raw["version"]),
+                burned_in_annotation_yes=bool(strict["burned_in_annotation_yes"]),
+                no_modality=bool(strict["no_modality"]),
+                image_folders=bool(strict["image_folders"]),
+                modalities=frozenset(str(m) for m in strict["modalities"]),
+                sop_classes={str(k): str(v) for k, v in strict["sop_classes"].items()},
+                known_regions=regions,
+            )
+        except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"pixel recipe {path} is unusable ({type(exc).__name__}: {exc}); see "
+                f"{RECIPE_FILE} for the expected keys"
+            ) from None
+
+
+@functools.cache
+def recipe() -> Recipe:
+    """The recipe in force (read once per process)."""
+    return Recipe.load()
+
+
 MIN_CONFIDENCE = 60.0
 #: A word that fails the final check: read this surely, with this many letters or digits.
 VERIFY_CONFIDENCE, VERIFY_CHARACTERS = 80.0, 3
@@ -76,22 +121,29 @@ class Policy:
     rule: str
 
 
-def policy(ds) -> Policy:
-    """The pixel check that applies to ``ds`` (None for an image from an image folder)."""
+def policy(ds, rules: Recipe | None = None) -> Policy:
+    """The pixel check that applies to ``ds`` (None for an image from an image folder).
+
+    Args:
+        ds: the dataset, or None for an image-folder image.
+        rules: the recipe (default: :func:`recipe`); its version is named in the rule.
+    """
+    rules = rules or recipe()
+    ver = f" (recipe {rules.version})"
     if ds is None:
-        return Policy(True, "image folder: no header vouches for the pixels")
-    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
-        return Policy(True, "BurnedInAnnotation=YES")
+        return Policy(rules.image_folders, "image folder: no header vouches for the pixels" + ver)
+    if rules.burned_in_annotation_yes and str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+        return Policy(True, "BurnedInAnnotation=YES" + ver)
     sop = str(ds.get("SOPClassUID", ""))
-    for root, name in STRICT_SOP_CLASSES.items():
+    for root, name in rules.sop_classes.items():
         if sop == root or sop.startswith(root + "."):
-            return Policy(True, f"SOP class {name}")
+            return Policy(True, f"SOP class {name}" + ver)
     modality = str(ds.get("Modality", "")).strip()
-    if not modality:
-        return Policy(True, "no Modality: unknown source")
-    if modality in STRICT_MODALITIES:
-        return Policy(True, f"modality {modality} often carries burned-in text")
-    return Policy(False, f"modality {modality} with BurnedInAnnotation not YES")
+    if not modality and rules.no_modality:
+        return Policy(True, "no Modality: unknown source" + ver)
+    if modality in rules.modalities:
+        return Policy(True, f"modality {modality} often carries burned-in text" + ver)
+    return Policy(False, f"modality {modality or 'none'} with BurnedInAnnotation not YES" + ver)
 
 
 def is_suspect(ds) -> bool:
@@ -330,7 +382,7 @@ def clean_pixels(ds, pixels: np.ndarray, multi_frame: bool = False) -> np.ndarra
     key = (str(ds.get("Manufacturer", "")), str(ds.get("ManufacturerModelName", "")))
     cleaned, _ = clean_image(
         pixels,
-        band=KNOWN_REGIONS.get(key),
+        band=recipe().known_regions.get(key),
         background=pixels.max() if inverted else pixels.min(),
         flagged=str(ds.get("BurnedInAnnotation", "")).upper() == "YES",
         multi_frame=multi_frame,

@@ -136,10 +136,15 @@ def site_prepare(
 
 @app.command()
 def anonymize(
-    in_dir: Path = typer.Argument(..., help="Folder of DICOM files (only read)."),
-    out_dir: Path = typer.Argument(..., help="Where de-identified files go."),
+    in_dir: Path = typer.Argument(None, help="Folder of DICOM files (only read)."),
+    out_dir: Path = typer.Argument(None, help="Where de-identified files go."),
     site_secret: Path = typer.Option(
-        ..., help="The site secret file (it must exist, unless --new-secret)."
+        None, help="The site secret file (it must exist, unless --new-secret)."
+    ),
+    explain: Path = typer.Option(
+        None,
+        help="Explain the pixel check of one file (DICOM or image) and exit: the recipe "
+        "rule that applies and what the check finds. Nothing is written.",
     ),
     new_secret: bool = typer.Option(
         False, help="A new site: make the secret file; refused if one exists."
@@ -170,6 +175,12 @@ def anonymize(
     ),
 ) -> None:
     """De-identify a folder: every input written, quarantined or rejected with a reason."""
+    if explain is not None:
+        _explain_pixels(explain)
+        return
+    if in_dir is None or out_dir is None or site_secret is None:
+        console.print("[red]error:[/] give IN_DIR, OUT_DIR and --site-secret (or --explain FILE)")
+        raise typer.Exit(2)
     from common.anonymize import anonymize_folder
     from common.deid import DeidOptions
     from common.errors import IntakeError
@@ -224,6 +235,58 @@ def anonymize(
     console.print(
         f"full report (names input files, keep it at the site): "
         f"{site_secret.parent / 'anonymization_report.json'}"
+    )
+
+
+def _explain_pixels(path: Path) -> None:
+    """Print which pixel rule applies to ``path`` and what the check finds (no text shown)."""
+    import numpy as np
+
+    from common import pixel_phi
+    from common.anonymize import read_dicom
+    from common.errors import IntakeError
+    from common.intake import IMAGE_EXTS, _read_plain
+
+    rules = pixel_phi.recipe()
+    ds, pixels = None, None
+    try:
+        if path.suffix.lower() in IMAGE_EXTS:
+            pixels = _read_plain(path)
+            pixels = pixels[..., :3] if pixels.ndim == 3 else pixels
+        else:
+            ds = read_dicom(path)
+    except IntakeError as exc:
+        console.print(f"[red]error:[/] {path}: {exc}")
+        raise typer.Exit(2) from None
+    if ds is not None and "PixelData" in ds:
+        try:
+            pixels = ds.pixel_array
+        except Exception as exc:  # the strict check would quarantine it
+            console.print(f"pixel data cannot be decoded ({type(exc).__name__})")
+    decision = pixel_phi.policy(ds, rules)
+    console.print(f"recipe {rules.version} ({pixel_phi.RECIPE_FILE})")
+    console.print(
+        f"rule: {decision.rule}\ncheck: {'strict' if decision.strict else 'none'}",
+        markup=False,
+    )
+    band, multi = None, False
+    if ds is not None:
+        key = (str(ds.get("Manufacturer", "")), str(ds.get("ManufacturerModelName", "")))
+        band = rules.known_regions.get(key)
+        multi = int(ds.get("NumberOfFrames", 1) or 1) > 1
+        if band is not None:
+            console.print(f"known text band for {key[0]} {key[1]}: top {band:.0%} of rows")
+    if not decision.strict or pixels is None:
+        return
+    try:
+        _, done = pixel_phi.clean_image(np.asarray(pixels), band=band, multi_frame=multi)
+    except IntakeError as exc:
+        console.print(f"outcome: quarantined: {exc}")
+        return
+    console.print(
+        f"found: {done.regions} text-like region(s), {done.words} word(s) read "
+        f"(not shown)\noutcome: {'cleaned' if done.cleaned else 'nothing to clean'}, "
+        f"{len(done.boxes)} box(es) filled; the final check found no text"
     )
 
 

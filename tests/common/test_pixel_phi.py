@@ -189,7 +189,7 @@ def test_policy_names_the_rule_that_applied():
     ct.Modality, ct.BurnedInAnnotation = "CT", "NO"
     assert not pixel_phi.policy(ct).strict
     ct.BurnedInAnnotation = "YES"
-    assert pixel_phi.policy(ct) == pixel_phi.Policy(True, "BurnedInAnnotation=YES")
+    assert pixel_phi.policy(ct).rule.startswith("BurnedInAnnotation=YES (recipe ")
     assert pixel_phi.policy(Dataset()).rule.startswith("no Modality")
     assert pixel_phi.policy(None).rule.startswith("image folder")
     endoscopy = Dataset()
@@ -234,3 +234,25 @@ def test_real_colonoscopy_frames_keep_no_readable_date_or_time():
         assert not _dates_and_times(cleaned), f"{path.name}: a date or time is still readable"
     assert readable_before >= 2, "some frames should carry dates or times OCR can read"
     assert fates["cleaned"] >= 6, fates
+
+
+def test_the_recipe_is_versioned_and_a_broken_one_is_named(tmp_path):
+    from common.errors import ConfigError
+
+    rules = pixel_phi.recipe()
+    assert rules.version and ("Helios Medical", "Helix DX-9") in rules.known_regions
+    broken = tmp_path / "recipe.toml"
+    broken.write_text('version = "x"\n[strict]\nno_modality = true\n')
+    with pytest.raises(ConfigError, match="recipe.toml is unusable.*burned_in_annotation_yes"):
+        pixel_phi.Recipe.load(broken)
+    lenient = (
+        pixel_phi.RECIPE_FILE.read_text()
+        .replace('"OT", ', "")
+        .replace('version = "', 'version = "test-')
+    )
+    (tmp_path / "lenient.toml").write_text(lenient)
+    custom = pixel_phi.Recipe.load(tmp_path / "lenient.toml")
+    ot = Dataset()
+    ot.Modality = "OT"
+    assert pixel_phi.policy(ot).strict and not pixel_phi.policy(ot, custom).strict
+    assert "recipe test-" in pixel_phi.policy(ot, custom).rule

@@ -100,3 +100,19 @@ def test_run_config_overrides_are_toml_and_unquoted_strings_are_explained():
     }
     with pytest.raises(ValueError, match='quote strings, as in dp="local"'):
         parse_overrides("dp=local")
+
+
+def test_anonymize_explain_names_the_rule_and_shows_no_text(tiny_consortium):
+    from common import pixel_phi
+
+    out, manifest = tiny_consortium
+    image = next((out / "site-1").glob("*/image.dcm"))  # Northwind DX, BIA NO
+    res = runner.invoke(app, ["anonymize", "--explain", str(image)])
+    assert res.exit_code == 0, res.output
+    assert "check: none" in res.output and f"recipe {pixel_phi.recipe().version}" in res.output
+    burned = [p for p in (out / "site-2").glob("*/image.dcm")]  # Helios: a known band
+    res = runner.invoke(app, ["anonymize", "--explain", str(burned[0])])
+    assert res.exit_code == 0 and "known text band for Helios Medical" in res.output
+    assert "Doe" not in res.output and "MRN" not in res.output
+    res = runner.invoke(app, ["anonymize"])
+    assert res.exit_code == 2 and "--explain FILE" in res.output
