@@ -19,7 +19,10 @@ are.
    with confidence >= :data:`MIN_CONFIDENCE` is filled with the median of the pixels
    around it. A region counts as PHI whether or not OCR could read it: small, thin or
    low-contrast text is exactly what OCR misses;
-3. a second pass cleans what the first one uncovered; then the frame is checked again
+3. lines found stacked at one margin make a block, filled whole (a faint line between
+   two found ones is covered too: :func:`text_blocks`), and the column that holds the
+   block is searched again at twice the size for faint or short lines above and below;
+4. a second pass cleans what the first one uncovered; then the frame is checked again
    by both: a text-like region or a word still found means the image cannot be cleaned
    with confidence.
 
@@ -108,6 +111,11 @@ VERIFY_CONFIDENCE, VERIFY_CHARACTERS = 80.0, 3
 #: Cleaning passes before the final check: a second pass takes what the first uncovered
 #: (OCR also "reads" words in textured tissue; filled, they are not read again).
 PASSES = 2
+#: Text blocks: at least this many lines at one left margin, at most this many line
+#: heights apart (see :func:`text_blocks`).
+BLOCK_LINES, BLOCK_GAP = 3, 3.0
+#: Pixels either side of a text block's column searched again (:func:`_column_search`).
+COLUMN_MARGIN = 12
 #: Cleaning more than this share of an image would hide the anatomy: quarantine instead.
 MAX_CLEANED_FRACTION = 0.25
 _SMALL = 512  # images smaller than this are read at twice the size (small fonts)
@@ -282,6 +290,59 @@ def _fill(frame: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, 
     return y0, x0, y1 - y0, x1 - x0
 
 
+def text_blocks(boxes, min_lines: int = BLOCK_LINES) -> list[tuple[int, int, int, int]]:
+    """Blocks of stacked text lines: the box spanning each block.
+
+    Burned-in annotation comes in blocks (patient fields, date, time and counters stacked
+    in one column). A detector finds each line on its own and can miss a faint or short
+    one between two it found; filling the whole block they span covers it. A line joins
+    the block above it when their horizontal extents overlap by at least half of the
+    narrower one and the gap between them is at most :data:`BLOCK_GAP` line heights.
+
+    Args:
+        boxes: ``(top, left, height, width)`` of the lines found.
+        min_lines: the fewest lines that make a block.
+    """
+    runs: list[list[tuple[int, int, int, int]]] = []
+    for box in sorted((b for b in boxes if b[2] > 0 and b[3] > 0), key=lambda b: b[0]):
+        top, left, height, width = box
+        for run in runs:
+            last = run[-1]
+            overlap = min(left + width, last[1] + last[3]) - max(left, last[1])
+            gap = top - (last[0] + last[2])
+            if overlap >= 0.5 * min(width, last[3]) and gap <= BLOCK_GAP * max(height, last[2]):
+                run.append(box)
+                break
+        else:
+            runs.append([box])
+    blocks = []
+    for run in runs:
+        if len(run) >= min_lines:
+            top = min(b[0] for b in run)
+            left = min(b[1] for b in run)
+            bottom = max(b[0] + b[2] for b in run)
+            right = max(b[1] + b[3] for b in run)
+            blocks.append((top, left, bottom - top, right - left))
+    return blocks
+
+
+def _column_search(frame: np.ndarray, blocks) -> list[tuple[int, int, int, int]]:
+    """Faint or short lines in the columns that hold text blocks, looked for again at
+    twice the size (counters, position bars and elapsed times sit above or below the
+    block of patient fields, often fainter)."""
+    from PIL import Image
+
+    found = []
+    rows, cols = frame.shape[:2]
+    for top, left, height, width in blocks:
+        x0, x1 = max(0, left - COLUMN_MARGIN), min(cols, left + width + 2 * COLUMN_MARGIN)
+        crop = _to_uint8(frame[:, x0:x1], colour=frame.ndim == 3)
+        big = Image.fromarray(crop).resize((crop.shape[1] * 2, crop.shape[0] * 2), Image.BICUBIC)
+        for t, le, h, w in text_regions(np.asarray(big), sensitive=True):
+            found.append((t // 2, x0 + le // 2, (h + 1) // 2, (w + 1) // 2))
+    return found
+
+
 def _find(frame: np.ndarray, read: bool, sensitive: bool) -> tuple[list, int, int]:
     regions = text_regions(frame, sensitive)
     if not read:
@@ -349,6 +410,10 @@ def clean_image(
                     f"burned-in text still detected after cleaning{where}", quarantine=True
                 )
             report.boxes += [_fill(frame, box) for box in boxes]
+            if attempt == 0:  # lines missed between and around found ones
+                blocks = text_blocks(boxes)
+                report.boxes += [_fill(frame, box) for box in blocks]
+                report.boxes += [_fill(frame, box) for box in _column_search(frame, blocks)]
         area = sum(h * w for _, _, h, w in report.boxes)
         if area > MAX_CLEANED_FRACTION * frame.shape[0] * frame.shape[1] * (index + 1):
             raise IntakeError(

@@ -256,3 +256,13 @@ def test_the_recipe_is_versioned_and_a_broken_one_is_named(tmp_path):
     ot.Modality = "OT"
     assert pixel_phi.policy(ot).strict and not pixel_phi.policy(ot, custom).strict
     assert "recipe test-" in pixel_phi.policy(ot, custom).rule
+
+
+def test_stacked_lines_make_a_block_that_covers_a_missed_line_between_them():
+    found = [(10, 5, 10, 60), (22, 8, 10, 50), (58, 4, 10, 40)]  # a line at 34-46 was missed
+    assert pixel_phi.text_blocks(found) == [(10, 4, 58, 61)]
+    assert pixel_phi.text_blocks(found[:2]) == []  # two lines are not a block
+    far = [(10, 5, 10, 60), (22, 5, 10, 60), (200, 5, 10, 60)]
+    assert pixel_phi.text_blocks(far) == []  # too far apart to be one block
+    apart = [(10, 5, 10, 40), (22, 300, 10, 40), (34, 5, 10, 40)]
+    assert pixel_phi.text_blocks(apart) == []  # not one column
