@@ -22,9 +22,10 @@ are.
 3. lines found stacked at one margin make a block, filled whole (a faint line between
    two found ones is covered too: :func:`text_blocks`), and the column that holds the
    block is searched again at twice the size for faint or short lines above and below;
-4. a second pass cleans what the first one uncovered; then the frame is checked again
-   by both: a text-like region or a word still found means the image cannot be cleaned
-   with confidence.
+4. the frame is checked again by both, with their standard thresholds; what this check
+   finds is cleaned too, and a second check must find nothing: a text-like region or a
+   word still found means the image cannot be cleaned with confidence. A frame of a
+   loop identical to the one before it is cleaned as that one was.
 
 Both run in an OCR process of its own (:mod:`common.ocr`), never beside torch. Anything
 short of a clean check raises :class:`~common.errors.IntakeError` with
@@ -108,8 +109,9 @@ def recipe() -> Recipe:
 MIN_CONFIDENCE = 60.0
 #: A word that fails the final check: read this surely, with this many letters or digits.
 VERIFY_CONFIDENCE, VERIFY_CHARACTERS = 80.0, 3
-#: Cleaning passes before the final check: a second pass takes what the first uncovered
-#: (OCR also "reads" words in textured tissue; filled, they are not read again).
+#: Checks after the first cleaning: what the first check finds is cleaned too (OCR also
+#: "reads" words in textured tissue; filled, they are not read again), the second must
+#: find nothing.
 PASSES = 2
 #: Text blocks: at least this many lines at one left margin, at most this many line
 #: heights apart (see :func:`text_blocks`).
@@ -396,31 +398,39 @@ def clean_image(
         )
     read = engine.can_read
     report = Cleaning()
+    originals = pixels if multi_frame else pixels[None]
     for index, frame in enumerate(frames):  # views: filling writes into ``out``
         where = f" (frame {index + 1})" if multi_frame else ""
-        for attempt in range(PASSES + 1):  # PASSES cleaning passes, then the check
-            boxes, regions, words = _find(frame, read, sensitive=attempt < PASSES)
-            if attempt == 0:
-                report.regions += regions
-                report.words += words
-            if not boxes:
+        if index and np.array_equal(originals[index], originals[index - 1]):
+            frame[...] = frames[index - 1]  # a still frame of a loop: cleaned as the last
+            continue
+        boxes, regions, words = _find(frame, read, sensitive=True)
+        report.regions += regions
+        report.words += words
+        if not boxes:
+            continue  # the check's thresholds are stricter: it would find nothing either
+        blocks = text_blocks(boxes)  # lines missed between and around the found ones
+        filled = [_fill(frame, box) for box in [*boxes, *blocks]]
+        filled += [_fill(frame, box) for box in _column_search(frame, blocks)]
+        for attempt in range(PASSES):  # the check; a second cleaning for what it finds
+            residual, _, _ = _find(frame, read, sensitive=False)
+            if not residual:
                 break
-            if attempt == PASSES:
+            if attempt == PASSES - 1:
                 raise IntakeError(
                     f"burned-in text still detected after cleaning{where}", quarantine=True
                 )
-            report.boxes += [_fill(frame, box) for box in boxes]
-            if attempt == 0:  # lines missed between and around found ones
-                blocks = text_blocks(boxes)
-                report.boxes += [_fill(frame, box) for box in blocks]
-                report.boxes += [_fill(frame, box) for box in _column_search(frame, blocks)]
-        area = sum(h * w for _, _, h, w in report.boxes)
-        if area > MAX_CLEANED_FRACTION * frame.shape[0] * frame.shape[1] * (index + 1):
+            filled += [_fill(frame, box) for box in residual]
+        covered = np.zeros(frame.shape[:2], bool)
+        for top, left, height, width in filled:
+            covered[top : top + height, left : left + width] = True
+        if covered.mean() > MAX_CLEANED_FRACTION:
             raise IntakeError(
-                f"text-like regions cover {100 * area / (frame.shape[0] * frame.shape[1]):.0f}% "
-                f"of the image{where}: cleaning would hide the anatomy",
+                f"text-like regions cover {100 * covered.mean():.0f}% of the image{where}: "
+                "cleaning would hide the anatomy",
                 quarantine=True,
             )
+        report.boxes += filled
     if flagged and not report.regions and not report.words and band is None:
         raise IntakeError(
             "marked as having burned-in text, but nothing text-like was found to remove",
