@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from common.intake import SiteArrays, prepare_site
+from common.pseudonyms import SECRET_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,12 @@ class HeldOutEvaluator:
         self, eval_dir: str | Path, state_dir: str | Path, image_size: int, network: str
     ) -> None:
         self.data: SiteArrays
-        self.data, report = prepare_site(Path(eval_dir), Path(state_dir), image_size)
+        # The held-out cache lives in the run's own folder: its pseudonyms never leave the
+        # run and link nothing across runs, so a run makes its own secret there.
+        new = not (Path(state_dir) / SECRET_FILE).exists()
+        self.data, report = prepare_site(
+            Path(eval_dir), Path(state_dir), image_size, new_secret=new
+        )
         if len(self.data) == 0:
             raise ValueError(
                 f"held-out set at {eval_dir} has no usable case: "
