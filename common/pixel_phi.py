@@ -116,8 +116,9 @@ PASSES = 2
 #: Text blocks: at least this many lines at one left margin, at most this many line
 #: heights apart (see :func:`text_blocks`).
 BLOCK_LINES, BLOCK_GAP = 3, 3.0
-#: Pixels either side of a text block's column searched again (:func:`_column_search`).
-COLUMN_MARGIN = 12
+#: The column searched again around a text block (:func:`_column_search`): this many
+#: pixels either side, and this many block heights above and below it.
+COLUMN_MARGIN, COLUMN_REACH = 12, 1
 #: Cleaning more than this share of an image would hide the anatomy: quarantine instead.
 MAX_CLEANED_FRACTION = 0.25
 _SMALL = 512  # images smaller than this are read at twice the size (small fonts)
@@ -330,18 +331,19 @@ def text_blocks(boxes, min_lines: int = BLOCK_LINES) -> list[tuple[int, int, int
 
 def _column_search(frame: np.ndarray, blocks) -> list[tuple[int, int, int, int]]:
     """Faint or short lines in the columns that hold text blocks, looked for again at
-    twice the size (counters, position bars and elapsed times sit above or below the
-    block of patient fields, often fainter)."""
+    twice the size (counters, position bars and elapsed times sit just above or below the
+    block of patient fields, often fainter), up to a block's height away."""
     from PIL import Image
 
     found = []
     rows, cols = frame.shape[:2]
     for top, left, height, width in blocks:
         x0, x1 = max(0, left - COLUMN_MARGIN), min(cols, left + width + 2 * COLUMN_MARGIN)
-        crop = _to_uint8(frame[:, x0:x1], colour=frame.ndim == 3)
+        y0, y1 = max(0, top - COLUMN_REACH * height), min(rows, top + (1 + COLUMN_REACH) * height)
+        crop = _to_uint8(frame[y0:y1, x0:x1], colour=frame.ndim == 3)
         big = Image.fromarray(crop).resize((crop.shape[1] * 2, crop.shape[0] * 2), Image.BICUBIC)
         for t, le, h, w in text_regions(np.asarray(big), sensitive=True):
-            found.append((t // 2, x0 + le // 2, (h + 1) // 2, (w + 1) // 2))
+            found.append((y0 + t // 2, x0 + le // 2, (h + 1) // 2, (w + 1) // 2))
     return found
 
 
