@@ -22,8 +22,9 @@ are.
 3. lines found stacked at one margin make a block, filled whole (a faint line between
    two found ones is covered too: :func:`text_blocks`), and the column that holds the
    block is searched again at twice the size for faint or short lines above and below;
-4. the frame is checked again by both, with their standard thresholds; what this check
-   finds is cleaned too, and a second check must find nothing: a text-like region or a
+4. the frame is checked again by both, with the detector's standard thresholds; what
+   this check finds is cleaned too, and a second check (words only when read surely)
+   must find nothing: a text-like region or a
    word still found means the image cannot be cleaned with confidence. A frame of a
    loop identical to the one before it is cleaned as that one was.
 
@@ -347,14 +348,18 @@ def _column_search(frame: np.ndarray, blocks) -> list[tuple[int, int, int, int]]
     return found
 
 
-def _find(frame: np.ndarray, read: bool, sensitive: bool) -> tuple[list, int, int]:
+def _find(
+    frame: np.ndarray, read: bool, sensitive: bool, sure_words: bool = False
+) -> tuple[list, int, int]:
+    """Text-like regions and words read; ``sure_words``: only words read surely (the last
+    check: Tesseract also "reads" textured tissue, rarely this surely)."""
     regions = text_regions(frame, sensitive)
     if not read:
         words = []
-    elif sensitive:
-        words = read_words(frame)
-    else:  # the check: Tesseract also "reads" textured tissue, rarely this surely
+    elif sure_words:
         words = read_words(frame, VERIFY_CONFIDENCE, VERIFY_CHARACTERS)
+    else:
+        words = read_words(frame)
     return regions + words, len(regions), len(words)
 
 
@@ -415,7 +420,8 @@ def clean_image(
         filled = [_fill(frame, box) for box in [*boxes, *blocks]]
         filled += [_fill(frame, box) for box in _column_search(frame, blocks)]
         for attempt in range(PASSES):  # the check; a second cleaning for what it finds
-            residual, _, _ = _find(frame, read, sensitive=False)
+            last = attempt == PASSES - 1  # the first check cleans every word read
+            residual, _, _ = _find(frame, read, sensitive=False, sure_words=last)
             if not residual:
                 break
             if attempt == PASSES - 1:
