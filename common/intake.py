@@ -308,7 +308,12 @@ def _seg_reference(ds) -> str:
     raise IntakeError("SEG references no source image")
 
 
-def _read_plain(path: Path) -> np.ndarray:
+def read_image(path: Path) -> np.ndarray:
+    """An image-folder file as an array (palette and 1-bit images as 8-bit grey).
+
+    Raises:
+        IntakeError: the file is not a readable image; the reason names the error type.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -544,7 +549,7 @@ def _plain_case(data_dir, group, stem, parts, vendor, cases, fate, check) -> Non
             fate(rel, REJECTED, "mask without an image of the same name in images/")
         return
     try:
-        raw = _read_plain(parts["image"])
+        raw = read_image(parts["image"])
     except IntakeError as exc:
         for rel in rels.values():
             fate(rel, REJECTED, str(exc) if rel == rels["image"] else "its image is unreadable")
@@ -563,7 +568,7 @@ def _plain_case(data_dir, group, stem, parts, vendor, cases, fate, check) -> Non
         if role not in parts:
             continue
         try:
-            arr = imaging.to_grey(_read_plain(parts[role]))
+            arr = imaging.to_grey(read_image(parts[role]))
             if arr.shape != image.shape:
                 raise IntakeError(f"{role} size {arr.shape} differs from its image {image.shape}")
             setattr(case, role, (arr > 127).astype(np.uint8))

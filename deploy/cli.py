@@ -245,13 +245,13 @@ def _explain_pixels(path: Path) -> None:
     from common import pixel_phi
     from common.anonymize import read_dicom
     from common.errors import IntakeError
-    from common.intake import IMAGE_EXTS, _read_plain
+    from common.intake import IMAGE_EXTS, read_image
 
     rules = pixel_phi.recipe()
     ds, pixels = None, None
     try:
         if path.suffix.lower() in IMAGE_EXTS:
-            pixels = _read_plain(path)
+            pixels = read_image(path)
             pixels = pixels[..., :3] if pixels.ndim == 3 else pixels
         else:
             ds = read_dicom(path)
