@@ -162,26 +162,76 @@ def _rewrite_file_meta(ds) -> None:
     ds.file_meta = meta
 
 
+def decode_pixels(ds) -> np.ndarray:
+    """The pixel array of ``ds``, or an :class:`IntakeError` (rejected) that says why not:
+    no pixel data, pixel data cut short, or a transfer syntax that cannot be decoded."""
+    if "PixelData" not in ds:
+        raise IntakeError("no pixel data")
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts is not None and not ts.is_compressed:
+        expected = (
+            int(ds.Rows)
+            * int(ds.Columns)
+            * int(ds.get("SamplesPerPixel", 1))
+            * int(ds.get("NumberOfFrames", 1) or 1)
+            * int(ds.BitsAllocated)
+        ) // 8
+        if len(ds.PixelData) < expected:
+            raise IntakeError(
+                f"pixel data truncated: {len(ds.PixelData)} of {expected} bytes "
+                "(file cut short in transfer?)"
+            )
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        ts = ds.file_meta.get("TransferSyntaxUID", "unknown") if hasattr(ds, "file_meta") else "?"
+        raise IntakeError(
+            f"pixel data cannot be decoded (transfer syntax {ts}: {type(exc).__name__})"
+        ) from None
+    return arr
+
+
 def _clean_burned_in(ds, clean: bool) -> bool:
-    """Remove burned-in text from a suspect image; True if pixels were changed."""
+    """Check pixels for burned-in text as the pixel policy says; True if they were changed.
+
+    Strict images are decoded and cleaned (or quarantined); fast-checked ones are decoded
+    and looked at, and cleaned only when the fast check finds glyph-like lines.
+    """
     from common import pixel_phi
 
-    if not pixel_phi.is_suspect(ds) or "PixelData" not in ds:
+    check = pixel_phi.policy(ds).check
+    if check == "none" or "PixelData" not in ds:
         return False
-    if not clean:
+    if check == "strict" and not clean:
         raise IntakeError("possible burned-in text and Clean Pixel Data is off", quarantine=True)
-    try:
-        if ds.file_meta.TransferSyntaxUID.is_compressed:
-            ds.decompress(generate_instance_uid=False)  # the UID is pseudonymised later
-        pixels = ds.pixel_array
-    except Exception as exc:
-        raise IntakeError(
-            f"possible burned-in text and pixel data that cannot be decoded ({type(exc).__name__})",
-            quarantine=True,
-        ) from None
+    if check == "strict":
+        try:
+            if ds.file_meta.TransferSyntaxUID.is_compressed:
+                ds.decompress(generate_instance_uid=False)  # the UID is pseudonymised later
+            pixels = ds.pixel_array
+        except Exception as exc:
+            raise IntakeError(
+                "possible burned-in text and pixel data that cannot be decoded "
+                f"({type(exc).__name__})",
+                quarantine=True,
+            ) from None
+    else:
+        pixels = decode_pixels(ds)  # unusable pixels: rejected, with the reason
     # Multi-frame images are read frame by frame: text in a cine loop is usually the same
     # in every frame, but a frame-varying overlay (a clock, a counter) must be found too.
     multi_frame = int(ds.get("NumberOfFrames", 1) or 1) > 1
+    if check == "fast":
+        if not pixel_phi.fast_check(pixels, multi_frame):
+            return False
+        if not clean:
+            raise IntakeError(
+                "glyph-like lines in the pixels (fast check) and Clean Pixel Data is off",
+                quarantine=True,
+            )
+        if ds.file_meta.TransferSyntaxUID.is_compressed:
+            ds.decompress(generate_instance_uid=False)
+            pixels = ds.pixel_array
     cleaned = pixel_phi.clean_pixels(ds, pixels, multi_frame=multi_frame)
     if cleaned is pixels:
         return False

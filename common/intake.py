@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from common import imaging
-from common.anonymize import deidentify_file, quarantine_copy
+from common.anonymize import decode_pixels, deidentify_file, quarantine_copy
 from common.errors import IntakeError
 from common.pseudonyms import SECRET_FILE, TABLE_FILE, ReidentificationTable, SiteSecret
 
@@ -259,43 +259,15 @@ def _folder_role(rel: Path) -> str | None:
     return FOLDER_ROLES.get(rel.parts[-2].lower())
 
 
-def _dicom_pixels(ds) -> np.ndarray:
-    if "PixelData" not in ds:
-        raise IntakeError("no pixel data")
-    meta = getattr(ds, "file_meta", None)
-    ts = meta.get("TransferSyntaxUID") if meta is not None else None
-    if ts is not None and not ts.is_compressed:
-        expected = (
-            int(ds.Rows)
-            * int(ds.Columns)
-            * int(ds.get("SamplesPerPixel", 1))
-            * int(ds.get("NumberOfFrames", 1) or 1)
-            * int(ds.BitsAllocated)
-        ) // 8
-        if len(ds.PixelData) < expected:
-            raise IntakeError(
-                f"pixel data truncated: {len(ds.PixelData)} of {expected} bytes "
-                "(file cut short in transfer?)"
-            )
-    try:
-        arr = ds.pixel_array
-    except Exception as exc:
-        ts = ds.file_meta.get("TransferSyntaxUID", "unknown") if hasattr(ds, "file_meta") else "?"
-        raise IntakeError(
-            f"pixel data cannot be decoded (transfer syntax {ts}: {type(exc).__name__})"
-        ) from None
-    return arr
-
-
 def _image_from_dicom(ds) -> np.ndarray:
-    arr = _dicom_pixels(ds)
+    arr = decode_pixels(ds)
     if int(ds.get("NumberOfFrames", 1) or 1) > 1 or arr.ndim != 2:
         raise IntakeError(f"not a single-frame greyscale image (pixel array shape {arr.shape})")
     return imaging.dicom_to_unit(ds, arr)  # burned-in text: cleaned in deidentify_file
 
 
 def _mask_from_seg(ds) -> np.ndarray:
-    arr = _dicom_pixels(ds)
+    arr = decode_pixels(ds)
     if arr.ndim == 3:
         arr = arr.max(axis=0)  # all segments / frames -> one foreground label
     return (arr > 0).astype(np.uint8)

@@ -5,8 +5,11 @@
 may carry burned-in text: BurnedInAnnotation=YES; a Secondary Capture, ultrasound, X-ray
 angiography or visible-light (endoscopy, photography) SOP class; a modality that often
 burns text in; no modality at all; or an image from an image folder (no header to vouch
-for it). Other images (CT, MR, DX, ... with BurnedInAnnotation not YES) are left as they
-are.
+for it). Other images with pixels (CT, MR, DX, ... with BurnedInAnnotation not YES) get
+the *fast check* (:func:`fast_check`, :mod:`common.text_strokes`: lines of glyph-like
+strokes at the extremes of the range, milliseconds a frame); what it finds sends the image
+to the strict check. Segmentations, dose grids and other pictureless objects are not
+checked.
 
 **Strict check** (:func:`clean_image`), frame by frame:
 
@@ -64,6 +67,7 @@ class Recipe:
     image_folders: bool
     modalities: frozenset[str]
     sop_classes: dict[str, str]
+    unchecked_modalities: frozenset[str]
     known_regions: dict[tuple[str, str], float]
 
     @classmethod
@@ -92,6 +96,7 @@ class Recipe:
                 image_folders=bool(strict["image_folders"]),
                 modalities=frozenset(str(m) for m in strict["modalities"]),
                 sop_classes={str(k): str(v) for k, v in strict["sop_classes"].items()},
+                unchecked_modalities=frozenset(str(m) for m in raw["fast"]["unchecked_modalities"]),
                 known_regions=regions,
             )
         except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -127,10 +132,19 @@ _SMALL = 512  # images smaller than this are read at twice the size (small fonts
 
 @dataclass(frozen=True)
 class Policy:
-    """How an image's pixels are checked, and why (the rule that applied)."""
+    """How an image's pixels are checked, and why (the rule that applied).
 
-    strict: bool
+    ``check`` is ``"strict"`` (clean every text-like region, confirm, or quarantine),
+    ``"fast"`` (look for lines of glyph-like strokes; what is found sends the image to the
+    strict check) or ``"none"``.
+    """
+
+    check: str
     rule: str
+
+    @property
+    def strict(self) -> bool:
+        return self.check == "strict"
 
 
 def policy(ds, rules: Recipe | None = None) -> Policy:
@@ -143,24 +157,40 @@ def policy(ds, rules: Recipe | None = None) -> Policy:
     rules = rules or recipe()
     ver = f" (recipe {rules.version})"
     if ds is None:
-        return Policy(rules.image_folders, "image folder: no header vouches for the pixels" + ver)
+        if rules.image_folders:
+            return Policy("strict", "image folder: no header vouches for the pixels" + ver)
+        return Policy("fast", "image folder, strict check turned off in the recipe" + ver)
     if rules.burned_in_annotation_yes and str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
-        return Policy(True, "BurnedInAnnotation=YES" + ver)
+        return Policy("strict", "BurnedInAnnotation=YES" + ver)
     sop = str(ds.get("SOPClassUID", ""))
     for root, name in rules.sop_classes.items():
         if sop == root or sop.startswith(root + "."):
-            return Policy(True, f"SOP class {name}" + ver)
+            return Policy("strict", f"SOP class {name}" + ver)
     modality = str(ds.get("Modality", "")).strip()
     if not modality and rules.no_modality:
-        return Policy(True, "no Modality: unknown source" + ver)
+        return Policy("strict", "no Modality: unknown source" + ver)
     if modality in rules.modalities:
-        return Policy(True, f"modality {modality} often carries burned-in text" + ver)
-    return Policy(False, f"modality {modality or 'none'} with BurnedInAnnotation not YES" + ver)
+        return Policy("strict", f"modality {modality} often carries burned-in text" + ver)
+    if modality in rules.unchecked_modalities:
+        return Policy("none", f"modality {modality} holds no picture to write on" + ver)
+    burned = str(ds.get("BurnedInAnnotation", "")).upper() or "absent"
+    return Policy("fast", f"modality {modality or 'none'} with BurnedInAnnotation {burned}" + ver)
 
 
 def is_suspect(ds) -> bool:
     """Whether ``ds`` may carry burned-in text (its pixels are checked strictly)."""
     return policy(ds).strict
+
+
+def fast_check(pixels: np.ndarray, multi_frame: bool = False) -> list[tuple[int, int, int, int]]:
+    """Lines of glyph-like strokes (:mod:`common.text_strokes`) in the first, middle and
+    last frames; empty when none is found. Runs here, without the OCR process."""
+    from common.text_strokes import text_lines
+
+    if not multi_frame:
+        return text_lines(pixels)
+    count = len(pixels)
+    return [box for i in sorted({0, count // 2, count - 1}) for box in text_lines(pixels[i])]
 
 
 @functools.cache
@@ -348,19 +378,68 @@ def _column_search(frame: np.ndarray, blocks) -> list[tuple[int, int, int, int]]
     return found
 
 
+def _clusters(boxes, shape, margin: int) -> list[tuple[int, int, int, int]]:
+    """Boxes grown by ``margin`` and merged where they touch: the areas OCR re-reads."""
+    rows, cols = shape[:2]
+    rects = [
+        [
+            max(0, t - margin),
+            max(0, le - margin),
+            min(rows, t + h + margin),
+            min(cols, le + w + margin),
+        ]
+        for t, le, h, w in boxes
+    ]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(rects)):
+            for j in range(i + 1, len(rects)):
+                a, b = rects[i], rects[j]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    rects[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                    del rects[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [(y0, x0, y1 - y0, x1 - x0) for y0, x0, y1, x1 in rects]
+
+
 def _find(
-    frame: np.ndarray, read: bool, sensitive: bool, sure_words: bool = False
+    frame: np.ndarray, read: bool, sensitive: bool, sure_words: bool = False, near=()
 ) -> tuple[list, int, int]:
-    """Text-like regions and words read; ``sure_words``: only words read surely (the last
-    check: Tesseract also "reads" textured tissue, rarely this surely)."""
+    """Text-like regions in the frame, and words read around the cleaned boxes ``near``
+    (OCR confirms the cleaning where it was done; the detector looks everywhere).
+    ``sure_words``: only words read surely (the last check: Tesseract also "reads"
+    textured tissue, rarely this surely)."""
     regions = text_regions(frame, sensitive)
-    if not read:
-        words = []
-    elif sure_words:
-        words = read_words(frame, VERIFY_CONFIDENCE, VERIFY_CHARACTERS)
-    else:
-        words = read_words(frame)
+    words = []
+    if read:
+        confidence, characters = (
+            (VERIFY_CONFIDENCE, VERIFY_CHARACTERS) if sure_words else (MIN_CONFIDENCE, 2)
+        )
+        margin = max([h for _, _, h, _ in near] + [8]) * 2
+        for top, left, height, width in _clusters(near, frame.shape, margin):
+            crop = frame[top : top + height, left : left + width]
+            words += [
+                (t + top, le + left, h, w)
+                for t, le, h, w in read_words(crop, confidence, characters)
+            ]
     return regions + words, len(regions), len(words)
+
+
+def _check_coverage(frame: np.ndarray, filled, where: str) -> None:
+    """Quarantine when the filled boxes cover more than :data:`MAX_CLEANED_FRACTION`."""
+    covered = np.zeros(frame.shape[:2], bool)
+    for top, left, height, width in filled:
+        covered[top : top + height, left : left + width] = True
+    if covered.mean() > MAX_CLEANED_FRACTION:
+        raise IntakeError(
+            f"text-like regions cover {100 * covered.mean():.0f}% of the image{where}: "
+            "cleaning would hide the anatomy",
+            quarantine=True,
+        )
 
 
 def clean_image(
@@ -411,33 +490,30 @@ def clean_image(
         if index and np.array_equal(originals[index], originals[index - 1]):
             frame[...] = frames[index - 1]  # a still frame of a loop: cleaned as the last
             continue
-        boxes, regions, words = _find(frame, read, sensitive=True)
+        # Located by the detector alone; OCR reads in the check, to confirm the cleaning
+        # (what it reads there is cleaned too). Where the sensitive detector finds
+        # nothing, nothing is cleaned and there is nothing to confirm.
+        boxes, regions, _ = _find(frame, read=False, sensitive=True)
         report.regions += regions
-        report.words += words
         if not boxes:
-            continue  # the check's thresholds are stricter: it would find nothing either
+            continue
         blocks = text_blocks(boxes)  # lines missed between and around the found ones
         filled = [_fill(frame, box) for box in [*boxes, *blocks]]
         filled += [_fill(frame, box) for box in _column_search(frame, blocks)]
+        _check_coverage(frame, filled, where)  # no need to check what cannot be kept
         for attempt in range(PASSES):  # the check; a second cleaning for what it finds
             last = attempt == PASSES - 1  # the first check cleans every word read
-            residual, _, _ = _find(frame, read, sensitive=False, sure_words=last)
+            residual, _, words = _find(frame, read, False, sure_words=last, near=filled)
+            if not attempt:
+                report.words += words
             if not residual:
                 break
-            if attempt == PASSES - 1:
+            if last:
                 raise IntakeError(
                     f"burned-in text still detected after cleaning{where}", quarantine=True
                 )
             filled += [_fill(frame, box) for box in residual]
-        covered = np.zeros(frame.shape[:2], bool)
-        for top, left, height, width in filled:
-            covered[top : top + height, left : left + width] = True
-        if covered.mean() > MAX_CLEANED_FRACTION:
-            raise IntakeError(
-                f"text-like regions cover {100 * covered.mean():.0f}% of the image{where}: "
-                "cleaning would hide the anatomy",
-                quarantine=True,
-            )
+        _check_coverage(frame, filled, where)
         report.boxes += filled
     if flagged and not report.regions and not report.words and band is None:
         raise IntakeError(
@@ -448,7 +524,10 @@ def clean_image(
 
 
 def clean_pixels(ds, pixels: np.ndarray, multi_frame: bool = False) -> np.ndarray:
-    """Return ``pixels`` with burned-in text removed (a copy), or unchanged if not strict.
+    """Return ``pixels`` with burned-in text removed (a copy), or unchanged.
+
+    The :func:`policy` decides: strict images get :func:`clean_image`; fast ones get
+    :func:`fast_check` and, when it finds glyph-like lines, :func:`clean_image` too.
 
     Args:
         ds: the dataset the pixels belong to (device identity, modality, photometry).
@@ -459,7 +538,8 @@ def clean_pixels(ds, pixels: np.ndarray, multi_frame: bool = False) -> np.ndarra
     Raises:
         IntakeError: (quarantine) when the image cannot be cleaned with confidence.
     """
-    if not policy(ds).strict:
+    check = policy(ds).check
+    if check == "none" or (check == "fast" and not fast_check(pixels, multi_frame)):
         return pixels
     inverted = str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
     key = (str(ds.get("Manufacturer", "")), str(ds.get("ManufacturerModelName", "")))

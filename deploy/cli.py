@@ -266,7 +266,7 @@ def _explain_pixels(path: Path) -> None:
     decision = pixel_phi.policy(ds, rules)
     console.print(f"recipe {rules.version} ({pixel_phi.RECIPE_FILE})")
     console.print(
-        f"rule: {decision.rule}\ncheck: {'strict' if decision.strict else 'none'}",
+        f"rule: {decision.rule}\ncheck: {decision.check}",
         markup=False,
     )
     band, multi = None, False
@@ -276,8 +276,14 @@ def _explain_pixels(path: Path) -> None:
         multi = int(ds.get("NumberOfFrames", 1) or 1) > 1
         if band is not None:
             console.print(f"known text band for {key[0]} {key[1]}: top {band:.0%} of rows")
-    if not decision.strict or pixels is None:
+    if decision.check == "none" or pixels is None:
         return
+    if decision.check == "fast":
+        lines = pixel_phi.fast_check(np.asarray(pixels), multi)
+        if not lines:
+            console.print("fast check: no glyph-like lines; pixels kept as they are")
+            return
+        console.print(f"fast check: {len(lines)} glyph-like line(s); the strict check follows")
     try:
         _, done = pixel_phi.clean_image(np.asarray(pixels), band=band, multi_frame=multi)
     except IntakeError as exc:

@@ -266,3 +266,86 @@ def test_stacked_lines_make_a_block_that_covers_a_missed_line_between_them():
     assert pixel_phi.text_blocks(far) == []  # too far apart to be one block
     apart = [(10, 5, 10, 40), (22, 300, 10, 40), (34, 5, 10, 40)]
     assert pixel_phi.text_blocks(apart) == []  # not one column
+
+
+# ------------------------------------------------------------------ the fast check
+
+
+def _ct(text: str | None = None, size: int = 12, value: int | None = None, xy=(6, 4)) -> np.ndarray:
+    """A CT-like slice in stored values: air, a soft-tissue body, bone; text if asked."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:512, :512]
+    img = np.full((512, 512), 24.0) + rng.normal(0, 8, (512, 512))  # air
+    body = (xx - 256) ** 2 / 210**2 + (yy - 270) ** 2 / 170**2 < 1
+    img[body] = 1064 + rng.normal(0, 20, body.sum())
+    img[(xx - 256) ** 2 + (yy - 380) ** 2 < 30**2] = 2200  # a vertebra
+    img[(xx - 200) ** 2 + (yy - 250) ** 2 < 3**2] = 2600  # a calcification
+    img = np.clip(img, 0, 4095).astype(np.uint16)
+    if text:
+        canvas = Image.new("L", (512, 512), 0)
+        ImageDraw.Draw(canvas).text(xy, text, font=ImageFont.load_default(size=size), fill=1)
+        img[np.asarray(canvas) > 0] = 4095 if value is None else value
+    return img
+
+
+def test_fast_check_finds_lines_of_strokes_and_leaves_anatomy_alone():
+    from common.text_strokes import text_lines
+
+    assert text_lines(_ct()) == []
+    for size in (9, 12, 16):
+        found = text_lines(_ct("DOE^JOHN 12/03/1961", size))
+        assert found and found[0][0] < 20, f"{size}px text at the top was not found"
+    assert text_lines(_ct("L 40 W 400", 12, value=0, xy=(200, 200))), "dark strokes on tissue"
+
+
+def test_fast_check_finds_nothing_in_pydicoms_ct_mr_and_dx_images():
+    """No false alarm on real images without text: each would cost a strict check."""
+    import pydicom
+
+    files = sorted((Path(pydicom.__file__).parent / "data" / "test_files").rglob("*"))
+    seen = 0
+    for path in files:
+        try:
+            ds = pydicom.dcmread(path)
+        except Exception:
+            continue
+        if "PixelData" not in ds or pixel_phi.policy(ds).check != "fast":
+            continue
+        try:
+            pixels = ds.pixel_array
+        except Exception:
+            continue
+        multi = int(ds.get("NumberOfFrames", 1) or 1) > 1
+        assert pixel_phi.fast_check(pixels, multi) == [], path.name
+        seen += 1
+    assert seen >= 40
+
+
+def test_policy_sends_ct_to_the_fast_check_and_segmentations_nowhere():
+    ct = Dataset()
+    ct.Modality, ct.BurnedInAnnotation = "CT", "NO"
+    assert (
+        pixel_phi.policy(ct).check == "fast"
+        and "BurnedInAnnotation NO" in pixel_phi.policy(ct).rule
+    )
+    seg = Dataset()
+    seg.Modality = "SEG"
+    assert pixel_phi.policy(seg).check == "none"
+
+
+def test_ct_marked_without_burned_in_text_is_untouched_unless_the_fast_check_sees_text():
+    ds = _ds(burned="NO", modality="CT")
+    plain = _ct()
+    assert pixel_phi.clean_pixels(ds, plain) is plain
+    if not pixel_phi.detector_available():
+        pytest.skip("text detector not installed (deploy/install.sh installs it)")
+    marked = _ct("DOE^JOHN 12/03/1961", 12)
+    strokes = marked != plain
+    cleaned = pixel_phi.clean_pixels(ds, marked)
+    assert (cleaned[strokes] != marked[strokes]).mean() > 0.95, (
+        "the header said NO; the text was there"
+    )
+    body = plain > 500
+    assert np.array_equal(cleaned[body], marked[body]), "cleaning touched the body"
