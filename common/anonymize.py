@@ -183,7 +183,8 @@ def decode_pixels(ds) -> np.ndarray:
                 "(file cut short in transfer?)"
             )
     try:
-        arr = ds.pixel_array
+        with _pydicom_warnings_to_log():
+            arr = ds.pixel_array
     except Exception as exc:
         ts = ds.file_meta.get("TransferSyntaxUID", "unknown") if hasattr(ds, "file_meta") else "?"
         raise IntakeError(
@@ -278,7 +279,8 @@ def _deidentify_file(
 
     originals = identifying_values(ds, kept)
     allowed = kept_values(ds, kept)  # what the input holds in attributes the profile keeps
-    cleaned = _clean_burned_in(ds, clean_pixels)
+    with _pydicom_warnings_to_log():  # decoding pixels warns too (padding, lengths)
+        cleaned = _clean_burned_in(ds, clean_pixels)
     mapping: dict[str, tuple[str, str]] = {}
     deidentify(ds, secret, mapping, options, pixels_cleaned=cleaned)
     _rewrite_file_meta(ds)
