@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pydicom
 
-from common.anonymize import anonymize_folder
+from common.deid.anonymize import anonymize_folder
 
 SOURCE = Path(pydicom.__file__).parent / "data" / "test_files"
 

@@ -3,7 +3,7 @@
 Two measurements on the same inputs:
 
 1. **Table E.1-1 coverage**: one file holding every concrete attribute of PS3.15 Table
-   E.1-1 (:mod:`common.ps315_probe`); how many attributes each tool leaves with their
+   E.1-1 (:mod:`common.deid.ps315_probe`); how many attributes each tool leaves with their
    original value.
 2. **Throughput**: pydicom's bundled test files that are complete DICOM instances (read,
    de-identify, serialise to memory), repeated ``--repeat`` times, single process; FedSynth
@@ -32,9 +32,9 @@ import pydicom
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from common.anonymize import anonymize_folder, deidentify_file
-from common.ps315_probe import leftovers, probe_dataset
-from common.pseudonyms import SiteSecret
+from common.deid.anonymize import anonymize_folder, deidentify_file
+from common.deid.ps315_probe import leftovers, probe_dataset
+from common.deid.pseudonyms import SiteSecret
 
 SOURCE = Path(pydicom.__file__).parent / "data" / "test_files"
 SECRET = SiteSecret(b"b" * 32)
@@ -84,7 +84,7 @@ def instances() -> list[Path]:
 
 def by_check(files: list[Path]) -> dict[str, list[Path]]:
     """The files grouped by the pixel check FedSynth's recipe gives them."""
-    from common.pixel_phi import policy
+    from common.deid.burned_in.policy import policy
 
     groups: dict[str, list[Path]] = {}
     for p in files:

@@ -64,7 +64,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="fedsynth-demo-") as tmp:
             start = time.perf_counter()
             subprocess.run(
-                [sys.executable, "-m", "deploy.cli", "demo", "--workdir", tmp], check=True
+                [sys.executable, "-m", "deploy.cli.main", "demo", "--workdir", tmp], check=True
             )
             wall = time.perf_counter() - start
             result = record(next(Path(tmp, "runs").iterdir()), wall)

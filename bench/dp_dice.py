@@ -21,8 +21,8 @@ import shutil
 import time
 from pathlib import Path
 
-from common import ledger
-from deploy.simulate import run_simulation
+from common.privacy import ledger
+from deploy.local.simulate import run_simulation
 
 SETTINGS = {
     "inf": 'dp="off"',

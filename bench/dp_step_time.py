@@ -5,7 +5,7 @@ convolutions) on the same batches, interleaved so that machine noise hits all al
 
 * ``sgd``: plain Adam step;
 * ``dp``: Opacus DP-SGD (per-sample gradients, clipping, noise) with FedSynth's
-  per-sample rules for PReLU and ConvTranspose2d (``common/grad_samplers.py``);
+  per-sample rules for PReLU and ConvTranspose2d (``common/privacy/grad_samplers.py``);
 * ``dp-functorch``: the same, with Opacus's ``torch.func`` fallback for those two layers
   (what Opacus does without the rules).
 
@@ -31,8 +31,8 @@ def _step_time(mode: str, x, y, steps: int) -> float:
     from opacus import PrivacyEngine
     from opacus.grad_sample import GradSampleModule
 
-    from common import grad_samplers
-    from common.networks import create_network
+    from common.privacy import grad_samplers
+    from common.seg.networks import create_network
 
     torch.manual_seed(0)
     model = create_network("unet")

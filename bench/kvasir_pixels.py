@@ -1,6 +1,6 @@
 """Burned-in text on real colonoscopy frames: found, cleaned, quarantined, missed.
 
-Runs the strict pixel check (:func:`common.pixel_phi.clean_image`, the one image folders
+Runs the strict pixel check (:func:`common.deid.burned_in.clean_image`, the one image folders
 get at intake) on the 50 hand-checked Kvasir-SEG frames of ``bench/kvasir_text_frames.json``
 and counts, against that list: frames with text that were cleaned, quarantined, or left
 untouched (missed); frames without text that were quarantined (a false positive costs a
@@ -33,18 +33,18 @@ DATE_OR_TIME = re.compile(r"\d{1,2}[/:.]\d{2}")
 def _dates_and_times(rgb: np.ndarray) -> int:
     from PIL import Image
 
-    from common import pixel_phi
+    from common.deid.burned_in import cleaning
 
-    grey = Image.fromarray(pixel_phi._to_uint8(rgb))
+    grey = Image.fromarray(cleaning._to_uint8(rgb))
     grey = grey.resize((rgb.shape[1] * 2, rgb.shape[0] * 2))
-    words = pixel_phi._ocr().words(np.asarray(grey))
+    words = cleaning._ocr().words(np.asarray(grey))
     return sum(bool(DATE_OR_TIME.search(w[-1])) for w in words)
 
 
 def main() -> None:
     from PIL import Image
 
-    from common import pixel_phi
+    from common.deid import burned_in
     from common.errors import IntakeError
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,7 +59,7 @@ def main() -> None:
         mask = np.asarray(Image.open(KVASIR / "masks" / f"{entry['frame']}.png").convert("L"))
         row = {**entry, "readable before": _dates_and_times(rgb)}
         try:
-            cleaned, done = pixel_phi.clean_image(rgb)
+            cleaned, done = burned_in.clean_image(rgb)
         except IntakeError as exc:
             row.update(outcome="quarantined", reason=str(exc))
             rows.append(row)

@@ -27,10 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common.intake import prepare_site
+from common.data.intake import prepare_site
+from common.data.sampledata import write_consortium
 from common.report import read_rounds
-from common.sampledata import write_consortium
-from deploy.local import LocalConsortium, SiteNode
+from deploy.local.consortium import LocalConsortium, SiteNode
 
 CONFIGS = {
     "flower-defaults": {

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local import _alive, descendants
+from deploy.local.processes import _alive, descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def interrupt_at(
             ``watchdog`` seconds after the signal (it is then killed).
     """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "deploy.cli", *args],
+        [sys.executable, "-m", "deploy.cli.main", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

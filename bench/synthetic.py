@@ -24,8 +24,8 @@ from pathlib import Path
 from rich.console import Console
 
 from client.synthesis import MODEL_FILE
-from common import diffusion
-from deploy.simulate import run_simulation
+from common.synth import diffusion
+from deploy.local.simulate import run_simulation
 
 RUNS = {
     "real-only": 'share="weights"',

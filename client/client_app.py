@@ -19,9 +19,10 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from flwr.clientapp import ClientApp
 
 from client import trainer
-from common import keys, ledger
+from common import keys
 from common.config import RunSettings, SiteSettings
 from common.errors import ConfigError
+from common.privacy import ledger
 
 app = ClientApp()
 

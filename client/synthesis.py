@@ -1,10 +1,10 @@
 """What a hospital does when asked for synthetic pairs: train its generator, sample, gate.
 
-The site's diffusion model (:mod:`common.diffusion`) is trained once on the site's
+The site's diffusion model (:mod:`common.synth.diffusion`) is trained once on the site's
 training split and kept in ``STATE/synth/diffusion.pt`` with a fingerprint of the data
 and settings it was trained on; later releases sample from it with a new seed (under
 DP, sampling again is post-processing and spends no more ε). Every sample passes the
-memorisation gate (:mod:`common.memorisation`) against the training split, with the
+memorisation gate (:mod:`common.synth.memorisation`) against the training split, with the
 site's validation split as the held-out reference, before it may leave.
 """
 
@@ -22,8 +22,9 @@ import numpy as np
 
 from client.task import Declined, load_site, site_seed
 from common.config import RunSettings, SiteSettings
-from common.intake import SiteArrays
-from common.patches import random_patches
+from common.data.arrays import SiteArrays
+from common.privacy.dp import charge
+from common.seg.patches import random_patches
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class SynthResult:
 
     images: np.ndarray  # (k, S, S) float16 in [0, 1]
     masks: np.ndarray  # (k, S, S) uint8
-    gate: dict  # common.memorisation.GateResult.summary()
+    gate: dict  # common.synth.memorisation.GateResult.summary()
     train_seconds: float
     sample_seconds: float
     trained_now: bool
@@ -67,8 +68,8 @@ def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) ->
     Raises:
         Declined: no usable data, or DP over the site's budget.
     """
-    from common import diffusion
-    from common.memorisation import gate
+    from common.synth import diffusion
+    from common.synth.memorisation import gate
 
     dp = run.dp_settings(site)
     if dp.budget and not dp.enabled:
@@ -109,7 +110,7 @@ def generator_data(train: SiteArrays, val: SiteArrays, run: RunSettings):
     patches an image holds: it catches a copied patch only if that patch was drawn.
 
     Returns:
-        ``(train, val)`` :class:`common.intake.SiteArrays`.
+        ``(train, val)`` :class:`common.data.arrays.SiteArrays`.
     """
     if not run.synth_patch:
         return train, val
@@ -127,8 +128,8 @@ def _release_dp(site: SiteSettings, trained: dict | None) -> dict | None:
     the ledger learns of the ε its training spent); later releases are post-processing
     of the same model and spend nothing. ``epsilon_total`` is the site's total now.
     """
-    from common import ledger
-    from common.accountant import SiteAccountant
+    from common.privacy import ledger
+    from common.privacy.accountant import SiteAccountant
 
     if trained is None:
         return None
@@ -163,7 +164,7 @@ def ensure_generator(site: SiteSettings, run: RunSettings, train=None, progress=
     Returns:
         ``(model, settings, dp record or None, training seconds, trained now?)``.
     """
-    from common import diffusion
+    from common.synth import diffusion
 
     if train is None:
         train, _ = generator_data(*load_site(site, run), run)
@@ -185,7 +186,7 @@ def ensure_generator(site: SiteSettings, run: RunSettings, train=None, progress=
 
 def _train(site: SiteSettings, train, settings, dp, progress=None):
     """Train the generator (DP-SGD under ``dp=local``, within the site's budget)."""
-    from common import diffusion
+    from common.synth import diffusion
 
     model = diffusion.create_model(settings)
     plan = accountant = None
@@ -196,32 +197,15 @@ def _train(site: SiteSettings, train, settings, dp, progress=None):
     )
     record = None
     if plan is not None:
-        before = accountant.epsilon(plan.delta)
-        accountant.record(plan.step)
-        accountant.save(site.state_dir)
-        total = accountant.epsilon(plan.delta)
-        record = {
-            "mechanism": "dp-sgd",
-            "model": "diffusion",
-            "noise_multiplier": plan.step.noise_multiplier,
-            "sample_rate": plan.step.sample_rate,
-            "steps": plan.step.steps,
-            "steps_taken": stats.steps,
-            "max_grad_norm": plan.max_grad_norm,
-            "accountant": plan.accountant,
-            "delta": plan.delta,
-            "epsilon_round": total - before,
-            "epsilon_total": total,
-            "budget": dp.budget or None,
-        }
+        record = charge(plan, accountant, site.state_dir, stats.steps, dp.budget, model="diffusion")
     return ema, record, stats.seconds
 
 
 def _plan(site: SiteSettings, dp, n_train: int, settings):
     """The generator's DP-SGD plan (noise for dp-epsilon over its whole training)."""
-    from common.accountant import SiteAccountant
-    from common.dp import plan_round
     from common.errors import ConfigError
+    from common.privacy.accountant import SiteAccountant
+    from common.privacy.dp import plan_round
 
     batches = math.ceil(n_train / settings.batch_size)
     epochs = max(1, math.ceil(settings.train_steps / batches))

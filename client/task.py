@@ -16,8 +16,10 @@ import numpy as np
 import torch
 
 from common.config import RunSettings, SiteSettings
+from common.data.arrays import SiteArrays
+from common.data.prepared import load_prepared
 from common.errors import IntakeError
-from common.intake import SiteArrays, load_prepared
+from common.privacy.dp import charge
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +28,7 @@ Weights = dict[str, np.ndarray]
 
 
 def _model(run: RunSettings, weights: Weights):
-    from common.networks import create_network
+    from common.seg.networks import create_network
 
     model = create_network(run.network)
     model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()})
@@ -72,7 +74,7 @@ def load_site(site: SiteSettings, run: RunSettings) -> tuple[SiteArrays, SiteArr
             "state dir)"
         )
     if run.label_fusion != "first":
-        from common.label_fusion import fuse_arrays
+        from common.seg.label_fusion import fuse_arrays
 
         arrays = fuse_arrays(arrays, run.label_fusion)
     return arrays.split(site.val_fraction, seed=run.seed)
@@ -102,7 +104,7 @@ def train_round(
     Returns:
         :class:`RoundResult` with the new weights.
     """
-    from common.training import evaluate, train
+    from common.seg.training import evaluate, train
 
     dp = run.dp_settings(site)
     if dp.budget and not dp.enabled:
@@ -124,23 +126,7 @@ def train_round(
     stats = train(model, train_data, settings, dp=plan)
     dp_record = None
     if plan is not None:
-        before = accountant.epsilon(plan.delta)
-        accountant.record(plan.step)  # spent from now on, whatever happens to the reply
-        accountant.save(site.state_dir)
-        total = accountant.epsilon(plan.delta)
-        dp_record = {
-            "mechanism": "dp-sgd",
-            "noise_multiplier": plan.step.noise_multiplier,
-            "sample_rate": plan.step.sample_rate,
-            "steps": plan.step.steps,
-            "steps_taken": stats.steps,
-            "max_grad_norm": plan.max_grad_norm,
-            "accountant": plan.accountant,
-            "delta": plan.delta,
-            "epsilon_round": total - before,
-            "epsilon_total": total,
-            "budget": dp.budget or None,
-        }
+        dp_record = charge(plan, accountant, site.state_dir, stats.steps, dp.budget)
     # Under DP only what the mechanism covers leaves: the weights. Loss and validation
     # Dice are computed from the data without noise, so they stay at the site.
     val_dice = float("nan")
@@ -159,9 +145,9 @@ def train_round(
 
 def _check_budget(site: SiteSettings, dp, n_train: int, settings):
     """Plan the DP round and decline it if it would take the site over its budget."""
-    from common.accountant import SiteAccountant
-    from common.dp import plan_round
     from common.errors import ConfigError
+    from common.privacy.accountant import SiteAccountant
+    from common.privacy.dp import plan_round
 
     if settings.proximal_mu > 0:
         raise Declined("DP-SGD cannot clip FedProx's proximal term: run with fedavg or fedadam")
@@ -187,7 +173,7 @@ def evaluate_round(site: SiteSettings, run: RunSettings, weights: Weights) -> tu
     Returns:
         ``(dice, number of validation cases)``.
     """
-    from common.training import evaluate
+    from common.seg.training import evaluate
 
     _, val_data = load_site(site, run)
     if len(val_data) == 0:

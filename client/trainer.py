@@ -138,8 +138,8 @@ def serve(state_dir: str | Path, ready=None) -> None:
     import torch  # noqa: F401  (warm the heavy imports before the first request)
 
     import client.task  # noqa: F401
-    import common.training  # noqa: F401
-    import common.transforms  # noqa: F401
+    import common.seg.training  # noqa: F401
+    import common.seg.transforms  # noqa: F401
 
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)

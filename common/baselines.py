@@ -16,8 +16,8 @@ import logging
 from dataclasses import replace
 
 from common.config import RunSettings
-from common.intake import SiteArrays
-from common.training import evaluate, train
+from common.data.arrays import SiteArrays
+from common.seg.training import evaluate, train
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +35,11 @@ def run_baselines(
 
     Returns:
         ``{"epochs": E, "local-only": {site: summary}, "centralised": summary,
-        "site-vendors": [...]}`` with :func:`common.metrics.summarise` summaries.
+        "site-vendors": [...]}`` with :func:`common.seg.metrics.summarise` summaries.
     """
     import torch
 
-    from common.networks import create_network
+    from common.seg.networks import create_network
 
     epochs = run.num_server_rounds * run.local_epochs
     settings = replace(run.train_settings(), epochs=epochs, seed=run.seed)

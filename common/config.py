@@ -156,7 +156,7 @@ class RunSettings:
                 "dp=local counts one sample per image and epoch: set patches-per-image=1 "
                 f"(got {self.patches_per_image})"
             )
-        from common.label_fusion import METHODS
+        from common.seg.label_fusion import METHODS
 
         if self.label_fusion not in METHODS:
             raise ConfigError(f"label-fusion must be one of {METHODS}, got {self.label_fusion!r}")
@@ -170,9 +170,9 @@ class RunSettings:
         """The DP-SGD settings for ``site``: the consortium's, with the site's overrides.
 
         Returns:
-            A :class:`common.dp.DPSettings`.
+            A :class:`common.privacy.dp.DPSettings`.
         """
-        from common.dp import DPSettings
+        from common.privacy.dp import DPSettings
 
         return DPSettings(
             mode=self.dp,
@@ -205,9 +205,9 @@ class RunSettings:
         """The sites' diffusion model settings (``synth-config`` with overrides).
 
         Returns:
-            A :class:`common.diffusion.DiffusionSettings`.
+            A :class:`common.synth.diffusion.DiffusionSettings`.
         """
-        from common.diffusion import DiffusionSettings
+        from common.synth.diffusion import DiffusionSettings
 
         return DiffusionSettings.named(
             self.synth_config, train_steps=self.synth_train_steps, seed=self.seed
@@ -222,9 +222,9 @@ class RunSettings:
             proximal_mu: FedProx weight, as sent by the server in the round's config.
 
         Returns:
-            A :class:`common.training.TrainSettings`.
+            A :class:`common.seg.training.TrainSettings`.
         """
-        from common.training import TrainSettings
+        from common.seg.training import TrainSettings
 
         return TrainSettings(
             epochs=self.local_epochs,

@@ -24,5 +24,5 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 # file is used, so none of the wheel's own dependencies (OpenCV among them) is installed.
 .venv/bin/python -m pip install -q --no-deps "rapidocr-onnxruntime==1.4.4" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import torch, flwr, monai; assert torch.__version__.startswith('2.13.0'), torch.__version__"
-.venv/bin/python -c "from common.text_regions import model_path; assert model_path(), 'text detector model missing'"
+.venv/bin/python -c "from common.deid.burned_in.detector import model_path; assert model_path(), 'text detector model missing'"
 echo "FedSynth installed in $(pwd)/.venv (torch $(.venv/bin/python -c 'import torch; print(torch.__version__)'), flwr $(.venv/bin/python -c 'import flwr; print(flwr.__version__)'))"

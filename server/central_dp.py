@@ -16,7 +16,7 @@ what a consortium needs:
 * every site whose update went into a round is charged one Gaussian mechanism
   (noise ``σ``, sampling rate 1: every connected site is asked every round), and its
   cumulative ε is the exact ε of those Gaussian releases composed
-  (:func:`common.accountant.gaussian_epsilon`); a site that declined or failed a round
+  (:func:`common.privacy.accountant.gaussian_epsilon`); a site that declined or failed a round
   is not charged;
 * the pre-clipping update norms are recorded, so a coordinator can see how many sites
   the clip cut and tune ``dp-central-clip``.
@@ -42,7 +42,7 @@ from flwr.app import Array, ArrayRecord, Message, MetricRecord
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
 
 from common import keys
-from common.accountant import gaussian_epsilon
+from common.privacy.accountant import gaussian_epsilon
 
 logger = logging.getLogger(__name__)
 

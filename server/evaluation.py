@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from common.intake import SiteArrays, prepare_site
-from common.pseudonyms import SECRET_FILE
+from common.data.arrays import SiteArrays
+from common.data.intake import prepare_site
+from common.deid.pseudonyms import SECRET_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +46,9 @@ class HeldOutEvaluator:
         logger.info("held-out set: %d cases, vendors %s", len(self.data), report.vendors)
 
     def __call__(self, state_dict: dict) -> dict[str, dict[str, float]]:
-        """Metrics of ``state_dict`` on the held-out set (see :func:`common.training.evaluate`)."""
-        from common.networks import create_network
-        from common.training import evaluate
+        """Metrics of ``state_dict`` on the held-out set (:func:`common.seg.training.evaluate`)."""
+        from common.seg.networks import create_network
+        from common.seg.training import evaluate
 
         model = create_network(self.network)
         model.load_state_dict(state_dict)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from flwr.app import ConfigRecord, Message, MetricRecord
 
-from common import keys, ledger, site_keys
+from common import keys
+from common.privacy import ledger, site_keys
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ def main(grid: Grid, context: Context) -> None:
     """Run ``num-server-rounds`` rounds; see pyproject.toml for every setting."""
     import torch
 
-    from common.networks import create_network
+    from common.seg.networks import create_network
     from server.evaluation import HeldOutEvaluator
     from server.grid import PromptGrid
     from server.outputs import RunOutputs

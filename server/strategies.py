@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -30,6 +29,7 @@ from flwr.serverapp.strategy import (
 from common import keys
 from common.config import RunSettings
 from common.errors import ConfigError
+from server.rounds import RoundRecord
 from server.synthetic_pool import PoolingMixin, SyntheticPool
 from server.update_checks import check_updates
 
@@ -38,40 +38,6 @@ logger = logging.getLogger(__name__)
 
 class NotEnoughSites(RuntimeError):
     """Fewer than ``min-sites`` SuperNodes connected within the round timeout."""
-
-
-@dataclass
-class RoundRecord:
-    """What happened to each site in one round."""
-
-    trained: list[dict] = field(default_factory=list)  # site name + metrics
-    rejected: list[dict] = field(default_factory=list)  # site name + why its update was unsafe
-    declined: list[dict] = field(default_factory=list)  # site name + reason
-    failed: list[dict] = field(default_factory=list)  # node id + error
-    asked: int = 0
-    seconds: float = 0.0
-    privacy: dict = field(default_factory=dict)  # central DP: noise, clipping, ε per site
-    synthetic: list[dict] = field(default_factory=list)  # synthetic releases collected
-    server_training: dict = field(default_factory=dict)  # training on the synthetic pool
-
-    def to_json(self) -> dict:
-        """A JSON-ready dict."""
-        return {
-            "asked": self.asked,
-            "trained": self.trained,
-            "declined": self.declined,
-            "failed": self.failed,
-            "rejected": self.rejected,
-            "missing": self.asked
-            - len(self.trained)
-            - len(self.declined)
-            - len(self.failed)
-            - len(self.rejected),
-            "seconds": self.seconds,
-            **({"central-dp": self.privacy} if self.privacy else {}),
-            **({"synthetic": self.synthetic} if self.synthetic else {}),
-            **({"server-training": self.server_training} if self.server_training else {}),
-        }
 
 
 class SiteLedgerMixin:
@@ -255,7 +221,7 @@ def _central_dp(
     run: RunSettings, base: type[Strategy], kwargs: dict, out_dir, pooling: tuple
 ) -> Strategy:
     """``base`` (unweighted) inside Flower's server-side clipping, with per-site ε."""
-    from common.accountant import gaussian_noise_for_epsilon
+    from common.privacy.accountant import gaussian_noise_for_epsilon
     from server.central_dp import CentralDP, CentralDPAccountant
 
     inner = base(**{**kwargs, "weighted_by_key": keys.UNIFORM_WEIGHT})

@@ -28,6 +28,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 
 from common import keys
 from common.config import RunSettings
+from server.rounds import RoundRecord
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +57,11 @@ class SyntheticPool:
         self.releases[site] = (images.astype(np.float32), (masks > 0).astype(np.uint8))
 
     def site_arrays(self, image_size: int):
-        """The pool as :class:`common.intake.SiteArrays` at ``image_size`` (vendor: site)."""
+        """The pool as :class:`common.data.arrays.SiteArrays` at ``image_size`` (vendor: site)."""
         import torch
         import torch.nn.functional as F
 
-        from common.intake import SiteArrays
+        from common.data.arrays import SiteArrays
 
         images, masks, vendors = [], [], []
         for site, (im, mk) in sorted(self.releases.items()):
@@ -129,7 +130,7 @@ def train_on_pool(state_dict: dict, pool, run: RunSettings, server_round: int) -
 
     Args:
         state_dict: the global weights (torch tensors or numpy arrays by name).
-        pool: :class:`common.intake.SiteArrays` from :meth:`SyntheticPool.site_arrays`.
+        pool: :class:`common.data.arrays.SiteArrays` from :meth:`SyntheticPool.site_arrays`.
         run: run settings (network, batch size, learning rate, augmentation, seed).
         server_round: seeds the augmentation.
 
@@ -138,8 +139,8 @@ def train_on_pool(state_dict: dict, pool, run: RunSettings, server_round: int) -
     """
     import torch
 
-    from common.networks import create_network
-    from common.training import train
+    from common.seg.networks import create_network
+    from common.seg.training import train
 
     model = create_network(run.network)
     model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state_dict.items()})
@@ -152,14 +153,14 @@ def train_on_pool(state_dict: dict, pool, run: RunSettings, server_round: int) -
 
 def write_quality(pool: SyntheticPool, reference) -> dict:
     """Quality of the pool against real reference pairs: ``synthetic/quality.json`` and
-    ``synthetic/pairs.png`` (see :mod:`common.synth_quality`)."""
-    from common.synth_quality import pair_grid_png, quality_summary
+    ``synthetic/pairs.png`` (see :mod:`common.synth.quality`)."""
+    from common.synth.quality import pair_grid_png, quality_summary
 
     images = np.concatenate([im for im, _ in pool.releases.values()])
     masks = np.concatenate([mk for _, mk in pool.releases.values()])
     size = images.shape[-1]
     if reference.images.shape[-1] > size:  # patches (synth-patch): compare with real patches
-        from common.patches import random_patches
+        from common.seg.patches import random_patches
 
         reference = random_patches(reference, size, 4, seed=0)
     real_images = reference.images.astype(np.float32)
@@ -198,8 +199,6 @@ class PoolingMixin:
         return super().configure_train(server_round, arrays, config, grid)  # type: ignore[misc]
 
     def _collect(self, server_round: int, grid) -> None:
-        from server.strategies import RoundRecord
-
         self._wait_for_sites(grid, self.run.min_sites)  # type: ignore[attr-defined]
         messages = request_messages(grid, server_round)
         record = self.rounds.setdefault(server_round, RoundRecord())  # type: ignore[attr-defined]
@@ -230,8 +229,6 @@ class PoolingMixin:
         )
 
     def aggregate_train(self, server_round: int, replies):
-        from server.strategies import RoundRecord
-
         if self.run.share == "synthetic":
             record = self.rounds.setdefault(server_round, RoundRecord())  # type: ignore[attr-defined]
             record.seconds = 0.0

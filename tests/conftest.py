@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from common.sampledata import write_consortium
+from common.data.sampledata import write_consortium
 
 RETINA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "retina"
 
@@ -36,7 +36,7 @@ def prepare():
 
     Training reads only prepared data, so every site a test trains must be prepared first.
     """
-    from common.intake import prepare_site
+    from common.data.intake import prepare_site
 
     def _prepare(data_dir, state_dir, image_size: int):
         new = not (Path(state_dir) / "site.secret").exists()  # a new site: make its secret

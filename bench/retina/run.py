@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywher
 
 from bench.retina import layout  # noqa: E402
 from common.config import RunSettings, SiteSettings  # noqa: E402
-from common.label_fusion import fuse_arrays  # noqa: E402
-from common.metrics import case_metrics, summarise  # noqa: E402
+from common.seg.label_fusion import fuse_arrays  # noqa: E402
+from common.seg.metrics import case_metrics, summarise  # noqa: E402
 
 # rounds x epochs: the passes over the data of every trained row; synth-steps and synth-n:
 # each site's generator training steps and the pairs it releases; eval-every: federated
@@ -121,9 +121,9 @@ def fit(train, heldout, run: RunSettings, epochs: int) -> dict:
     """Train the run's network from its seed on ``train`` for ``epochs``; evaluate."""
     import torch
 
-    from common.networks import create_network
-    from common.training import evaluate
-    from common.training import train as train_model
+    from common.seg.networks import create_network
+    from common.seg.training import evaluate
+    from common.seg.training import train as train_model
 
     torch.manual_seed(run.seed)
     model = create_network(run.network)
@@ -135,7 +135,7 @@ def fit(train, heldout, run: RunSettings, epochs: int) -> dict:
 def load(data: Path, workdir: Path, run: RunSettings, console: Console):
     """Every site's training split (as the federated runs use it) and the held-out set."""
     from client.task import load_site
-    from deploy.demo import _prepare
+    from deploy.local.demo import _prepare
 
     sites = {}
     for name in ("site-1", "site-2"):
@@ -289,8 +289,8 @@ def targets(result: dict) -> list[str]:
 
 
 def _federated(workdir: Path, p: dict, extra: str, console: Console):
-    from common import ledger
-    from deploy.simulate import run_simulation
+    from common.privacy import ledger
+    from deploy.local.simulate import run_simulation
 
     for privacy in workdir.glob("state/*/privacy"):
         shutil.rmtree(privacy)  # a fresh accountant and ledger for every row
@@ -338,7 +338,7 @@ def _since(start: float) -> float:
 
 
 def _pairs(text: str) -> dict:
-    from deploy.demo import parse_overrides
+    from deploy.local.demo import parse_overrides
 
     return parse_overrides(text)
 

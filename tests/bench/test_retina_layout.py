@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.intake import prepare_site
+from common.data.intake import prepare_site
 
 pytestmark = [pytest.mark.retina, pytest.mark.slow]
 
@@ -39,7 +39,7 @@ def test_second_observer_agrees_with_the_first_as_published(retina_dir, tmp_path
     about 0.79 Dice in the literature; a wrong threshold or FOV would move it far."""
     from PIL import Image
 
-    from common.metrics import case_metrics
+    from common.seg.metrics import case_metrics
 
     root = retina_dir / "DRIVE" / "test"
     dice = []

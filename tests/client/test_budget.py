@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from client.task import Declined, load_site, train_round
-from common.accountant import SiteAccountant, epsilon_of
 from common.config import RunSettings, SiteSettings
-from common.networks import create_network
+from common.privacy.accountant import SiteAccountant, epsilon_of
+from common.seg.networks import create_network
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -28,7 +28,7 @@ def test_site_declines_the_round_that_would_exceed_its_budget(tiny_consortium, t
     prepare(data / "site-1", tmp_path / "s", 64)
     probe = SiteSettings(data_dir=str(data / "site-1"), state_dir=str(tmp_path / "s"))
     n_train = len(load_site(probe, run)[0])
-    from common.dp import plan_round
+    from common.privacy.dp import plan_round
 
     step = plan_round(run.dp_settings(), n_train, run.batch_size, run.local_epochs).step
     one, two = epsilon_of([step], 1e-5, "rdp"), epsilon_of([step] * 2, 1e-5, "rdp")

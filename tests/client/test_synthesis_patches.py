@@ -4,7 +4,7 @@ import numpy as np
 
 from client.synthesis import PATCHES_PER_IMAGE, generator_data
 from common.config import RunSettings
-from common.intake import prepare_site
+from common.data.intake import prepare_site
 
 
 def test_synth_patch_gives_the_generator_full_resolution_patches(tiny_consortium, tmp_path):

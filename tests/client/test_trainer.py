@@ -11,7 +11,7 @@ import torch
 
 from client import trainer
 from common.config import RunSettings, SiteSettings
-from common.networks import create_network
+from common.seg.networks import create_network
 
 
 @pytest.fixture

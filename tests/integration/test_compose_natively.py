@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.certs import make_certificates, make_node_key
-from deploy.local import free_port, stop_tree
+from deploy.local.certs import make_certificates, make_node_key
+from deploy.local.processes import free_port, stop_tree
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -13,8 +13,9 @@ import json
 import pytest
 import torch
 
-from common.networks import create_network
-from deploy.local import LocalConsortium, SiteNode, _alive
+from common.seg.networks import create_network
+from deploy.local.consortium import LocalConsortium, SiteNode
+from deploy.local.processes import _alive
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

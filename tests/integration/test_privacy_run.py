@@ -11,17 +11,17 @@ import json
 
 import pytest
 
-from common import audit, ledger, site_keys
-from common.accountant import epsilon_of
 from common.config import RunSettings, SiteSettings
-from deploy.local import LocalConsortium, SiteNode
+from common.privacy import audit, ledger, site_keys
+from common.privacy.accountant import epsilon_of
+from deploy.local.consortium import LocalConsortium, SiteNode
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_budget_ledger_and_registry_on_the_deployment_engine(tiny_consortium, tmp_path, prepare):
     from client.task import load_site
-    from common.dp import plan_round
+    from common.privacy.dp import plan_round
 
     data, _ = tiny_consortium
     config = {

@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from deploy.local import LocalConsortium, SiteNode, _alive, descendants
+from deploy.local.consortium import LocalConsortium, SiteNode
+from deploy.local.processes import _alive, descendants
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

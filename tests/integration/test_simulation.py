@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from deploy.simulate import run_simulation
+from deploy.local.simulate import run_simulation
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_simulation_engine_with_central_dp_charges_every_site_each_round(tmp_path):
     """Virtual sites found by partition-id all train; central DP charges each of them;
     the held-out set is scored every eval-every rounds."""
-    from common.accountant import gaussian_epsilon
+    from common.privacy.accountant import gaussian_epsilon
 
     report = run_simulation(
         tmp_path,

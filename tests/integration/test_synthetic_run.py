@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from common import audit, ledger, site_keys
-from deploy.local import LocalConsortium, SiteNode
+from common.privacy import audit, ledger, site_keys
+from deploy.local.consortium import LocalConsortium, SiteNode
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -10,9 +10,9 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
 
 from common import keys
-from common.accountant import MechanismStep, epsilon_of, gaussian_epsilon
 from common.config import RunSettings
 from common.errors import ConfigError
+from common.privacy.accountant import MechanismStep, epsilon_of, gaussian_epsilon
 from server.central_dp import STATE_FILE, CentralDPAccountant
 from server.strategies import create_strategy
 

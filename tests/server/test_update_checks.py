@@ -8,7 +8,8 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from common import keys
 from common.config import RunSettings
-from server.strategies import RoundRecord, create_strategy
+from server.rounds import RoundRecord
+from server.strategies import create_strategy
 from server.update_checks import check_updates, malformed
 
 GLOBAL = {"conv.weight": np.zeros((2, 3), np.float32), "conv.bias": np.zeros(2, np.float32)}

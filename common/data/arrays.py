@@ -1,0 +1,62 @@
+"""A site's cases as arrays, ready for training: :class:`SiteArrays`.
+
+Imports nothing of the project, so that training code can use it without pulling in
+de-identification.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class SiteArrays:
+    """A site's preprocessed cases, ready for training. Indexes line up across fields.
+
+    ``images`` is float16 ``(N, S, S)`` in ``[0, 1]``; ``masks`` uint8 ``(N, S, S)``;
+    ``masks2`` holds a second annotator's masks where ``has_mask2`` is true; ``fov`` is
+    the field of view (all ones when none was given); ``vendors`` and ``cases`` are string
+    arrays (cases are pseudonyms, never original identifiers).
+    """
+
+    images: np.ndarray
+    masks: np.ndarray
+    vendors: np.ndarray
+    cases: np.ndarray
+    masks2: np.ndarray
+    has_mask2: np.ndarray
+    fov: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index: np.ndarray) -> SiteArrays:
+        """The cases at ``index`` (an integer or boolean array)."""
+        return SiteArrays(**{k: getattr(self, k)[index] for k in self.__dataclass_fields__})
+
+    def split(self, val_fraction: float, seed: int = 0) -> tuple[SiteArrays, SiteArrays]:
+        """Deterministic train/validation split by case pseudonym.
+
+        Args:
+            val_fraction: share of cases held out for local validation (0 gives none).
+            seed: changes the split.
+
+        Returns:
+            ``(train, val)``; ``val`` is empty when there are fewer than 5 cases.
+        """
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        order = np.argsort([hashlib.sha256(f"{seed}:{c}".encode()).hexdigest() for c in self.cases])
+        n_val = int(round(len(self) * val_fraction)) if len(self) >= 5 else 0
+        if val_fraction > 0 and len(self) >= 5:
+            n_val = max(1, n_val)
+        return self.subset(np.sort(order[n_val:])), self.subset(np.sort(order[:n_val]))
+
+    @staticmethod
+    def concat(parts: list[SiteArrays]) -> SiteArrays:
+        """Pool several sites' arrays (for centralised baselines)."""
+        fields = SiteArrays.__dataclass_fields__
+        return SiteArrays(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in fields})
