@@ -135,7 +135,7 @@ def fit(train, heldout, run: RunSettings, epochs: int) -> dict:
 def load(data: Path, workdir: Path, run: RunSettings, console: Console):
     """Every site's training split (as the federated runs use it) and the held-out set."""
     from client.task import load_site
-    from deploy.local.demo import _prepare
+    from deploy.local.runner import _prepare
 
     sites = {}
     for name in ("site-1", "site-2"):
@@ -338,7 +338,7 @@ def _since(start: float) -> float:
 
 
 def _pairs(text: str) -> dict:
-    from deploy.local.demo import parse_overrides
+    from deploy.local.runner import parse_overrides
 
     return parse_overrides(text)
 

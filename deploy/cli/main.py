@@ -3,6 +3,7 @@
 fedsynth sample-data OUT            generate the built-in sample consortium
 fedsynth site prepare               de-identify, check and cache a site's data
 fedsynth demo                       a whole consortium on this machine, end to end
+fedsynth consortium init | run      a consortium from your own folders, on this machine
 fedsynth simulate                   the same apps on Flower's Simulation Engine
 fedsynth baselines                  local-only and centralised references for a run
 fedsynth report RUN_DIR             re-render a run's HTML report
@@ -23,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deploy.cli import privacy
+from deploy.cli.consortium import consortium_app
 from deploy.cli.credentials import deploy_app
 from deploy.cli.synth import synth_app
 from deploy.cli.views import print_intake, progress_bar
@@ -41,6 +43,7 @@ TRY, HOSPITAL, COORDINATOR, AUDITOR, DEPLOY = (
     "Deployment",
 )
 site_app = typer.Typer(no_args_is_help=True, help="What a hospital runs on its own machine.")
+app.add_typer(consortium_app, name="consortium", rich_help_panel=TRY)
 app.add_typer(site_app, name="site", rich_help_panel=HOSPITAL)
 app.add_typer(synth_app, name="synth", rich_help_panel=HOSPITAL)
 app.add_typer(privacy.server_app, name="server", rich_help_panel=COORDINATOR)
@@ -399,7 +402,7 @@ def baselines_cmd(
     site_state: list[Path] = typer.Option(..., help="Each site's state dir (repeat)."),
 ) -> None:
     """Train local-only and centralised baselines for a run and add them to its report."""
-    from deploy.local.demo import add_baselines
+    from deploy.local.runner import add_baselines
 
     console.print(f"report: {add_baselines(run_dir, site_state, console)}")
 

@@ -30,7 +30,7 @@ RUN_CONFIG = typer.Option(
 
 def _settings(data_dir: Path | None, state_dir: Path, run_config: str, val_fraction: float):
     from common.config import RunSettings, SiteSettings
-    from deploy.local.demo import default_run_config, parse_overrides
+    from deploy.local.runner import default_run_config, parse_overrides
 
     run = RunSettings.from_config({**default_run_config(), **parse_overrides(run_config)})
     site = SiteSettings(

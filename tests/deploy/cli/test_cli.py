@@ -91,7 +91,7 @@ def test_site_prepare_exit_codes(tmp_path):
 def test_run_config_overrides_are_toml_and_unquoted_strings_are_explained():
     import pytest
 
-    from deploy.local.demo import parse_overrides
+    from deploy.local.runner import parse_overrides
 
     assert parse_overrides('dp="local" dp-epsilon=3.0 num-server-rounds=2') == {
         "dp": "local",

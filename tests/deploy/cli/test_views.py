@@ -127,15 +127,15 @@ def test_plain_lines_are_not_markup_and_unknown_ids_are_named():
 
 
 def test_the_round_follower_prints_one_line_per_evaluated_round(tmp_path, monkeypatch):
-    """deploy.local.demo._follow, the caller that puts the held-out Dice in the description."""
+    """deploy.local.runner._follow, the caller that puts the held-out Dice in the description."""
     from deploy.cli import views
-    from deploy.local import demo
+    from deploy.local import runner
 
     clock = FakeClock()
     monkeypatch.setattr(views, "PlainProgress", lambda console: PlainProgress(console, 1.0, clock))
     out = io.StringIO()
-    bar, tick = demo._follow(tmp_path, 3, Console(file=out, force_terminal=False))
-    metrics = tmp_path / demo.METRICS_FILE
+    bar, tick = runner._follow(tmp_path, 3, Console(file=out, force_terminal=False))
+    metrics = tmp_path / runner.METRICS_FILE
     rows = []
     with bar:
         tick()  # no metrics yet

@@ -1,0 +1,59 @@
+"""``fedsynth consortium run``: a consortium file over folders of your own, run for real."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from common.errors import ConfigError
+from deploy.cli.main import app
+from deploy.local.runner import run_consortium
+from deploy.local.spec import load
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _file(tmp_path, sites: dict[str, str], extra: str = "") -> str:
+    body = 'workdir = "work"\nbaselines = true\ntrainers = false\n'
+    for name, folder in sites.items():
+        body += f'[[sites]]\nname = "{name}"\ndata-dir = "{folder}"\n'
+    body += '[heldout]\ndata-dir = "heldout"\n[run-config]\n'
+    body += "num-server-rounds = 1\nlocal-epochs = 1\nimage-size = 32\n" + extra
+    path = tmp_path / "pilot.toml"
+    path.write_text(body)
+    return str(path)
+
+
+def test_a_consortium_file_runs_on_the_deployment_engine(tiny_consortium, tmp_path):
+    """Sites with names of their own, in folders of their own: each trains, the report
+    holds the held-out set's vendors and the baselines."""
+    data, _ = tiny_consortium
+    for src, dst in (("site-1", "north"), ("site-2", "south"), ("heldout", "heldout")):
+        shutil.copytree(data / src, tmp_path / dst)
+    path = _file(tmp_path, {"north": "north", "south": "south"})
+    result = CliRunner().invoke(app, ["consortium", "run", path])
+    assert result.exit_code == 0, result.output
+    run_dir = next((tmp_path / "work" / "runs").iterdir())
+    rounds = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    trained = sorted(t["site"] for t in rounds[-1]["sites"]["trained"])
+    assert trained == ["north", "south"]
+    vendors = set(rounds[-1]["heldout"]) - {"overall"}
+    assert len(vendors) >= 3, vendors  # the held-out set holds every vendor
+    baselines = json.loads((run_dir / "baselines.json").read_text())
+    assert set(baselines["local-only"]) == {"north", "south"}, baselines.keys()
+    assert (run_dir / "report.html").exists()
+
+
+def test_a_site_with_nothing_usable_stops_the_run_before_any_process(tiny_consortium, tmp_path):
+    data, _ = tiny_consortium
+    shutil.copytree(data / "site-1", tmp_path / "north")
+    shutil.copytree(data / "heldout", tmp_path / "heldout")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "README.txt").write_text("no images here")
+    spec = load(_file(tmp_path, {"north": "north", "empty": "empty"}))
+    with pytest.raises(ConfigError, match=r"site empty: nothing usable .*1 rejected"):
+        run_consortium(spec)
+    assert not (tmp_path / "work" / "flwr").exists(), "no Flower process should have started"
