@@ -31,7 +31,6 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +38,9 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere
 
+from bench import tables  # noqa: E402
 from bench.retina import layout  # noqa: E402
+from bench.tables import fit, since  # noqa: E402
 from common.config import RunSettings, SiteSettings  # noqa: E402
 from common.seg.label_fusion import fuse_arrays  # noqa: E402
 from common.seg.metrics import case_metrics, summarise  # noqa: E402
@@ -117,21 +118,6 @@ def trivial(heldout) -> dict:
     return summarise(per_case, [str(v) for v in heldout.vendors])
 
 
-def fit(train, heldout, run: RunSettings, epochs: int) -> dict:
-    """Train the run's network from its seed on ``train`` for ``epochs``; evaluate."""
-    import torch
-
-    from common.seg.networks import create_network
-    from common.seg.training import evaluate
-    from common.seg.training import train as train_model
-
-    torch.manual_seed(run.seed)
-    model = create_network(run.network)
-    settings = replace(run.train_settings(), epochs=epochs, seed=run.seed)
-    train_model(model, train, settings)
-    return evaluate(model, heldout)
-
-
 def load(data: Path, workdir: Path, run: RunSettings, console: Console):
     """Every site's training split (as the federated runs use it) and the held-out set."""
     from client.task import load_site
@@ -199,13 +185,13 @@ def main() -> None:
         elif name.startswith("trivial"):
             record(name, trivial(heldout), 0.0)
         elif name.endswith(" alone"):
-            record(name, fit(sites[name.split()[0]], heldout, run, epochs), _since(start))
+            record(name, fit(sites[name.split()[0]], heldout, run, epochs), since(start))
         elif name == "centralised":
             pooled = type(heldout).concat(list(sites.values()))
-            record(name, fit(pooled, heldout, run, epochs), _since(start))
+            record(name, fit(pooled, heldout, run, epochs), since(start))
         elif name == "centralised, STAPLE labels":
             pooled = type(heldout).concat([fuse_arrays(s, "staple") for s in sites.values()])
-            record(name, fit(pooled, heldout, run, epochs), _since(start))
+            record(name, fit(pooled, heldout, run, epochs), since(start))
         else:
             metrics, seconds, more = _federated(args.workdir, p, FEDERATED[name], console)
             record(name, metrics, seconds, **more)
@@ -245,21 +231,7 @@ def _write_outputs(result: dict, out: Path) -> str:
 
 def table(result: dict) -> str:
     """The results as a Markdown table: Dice (IoU) overall and per vendor, and wall time."""
-    rows = result["rows"]
-    names = [n for n in ROWS if n in rows]
-    vendors = sorted({v for n in names for v in rows[n]["metrics"] if v != "overall"})
-    counts = result.get("cases", {}).get("heldout-vendors", {})
-    head = ["row", "overall"] + [f"{v} ({counts.get(v, '?')})" for v in vendors] + ["wall"]
-    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
-    for n in names:
-        m = rows[n]["metrics"]
-        cells = [
-            f"{m[v]['dice']:.3f} ({m[v]['iou']:.3f})" if v in m else "–"
-            for v in ["overall", *vendors]
-        ]
-        wall = f"{rows[n]['seconds']:.0f} s" if rows[n]["seconds"] else "–"
-        lines.append("| " + " | ".join([n, *cells, wall]) + " |")
-    return "\n".join(lines + [""] + [f"* {t}" for t in targets(result)]) + "\n"
+    return tables.table(result, ROWS, targets(result))
 
 
 def targets(result: dict) -> list[str]:
@@ -309,32 +281,8 @@ def _federated(workdir: Path, p: dict, extra: str, console: Console):
 
 
 def _plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = result["rows"]
-    names = [n for n in ROWS if n in rows]
-    vendors = sorted({v for n in names for v in rows[n]["metrics"] if v != "overall"})
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    width = 0.8 / (len(vendors) + 1)
-    for j, v in enumerate(["overall", *vendors]):
-        vals = [rows[n]["metrics"].get(v, {}).get("dice", np.nan) for n in names]
-        ax.bar(np.arange(len(names)) + j * width, vals, width, label=v)
-    ax.set_xticks(np.arange(len(names)) + width * len(vendors) / 2)
-    ax.set_xticklabels(names, rotation=25, ha="right")
-    ax.set_ylabel("held-out Dice (inside FOV)")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    ax.set_title("Retinal vessels: DRIVE (Canon) + CHASE_DB1 (Nidek)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _since(start: float) -> float:
-    return time.perf_counter() - start
+    title = "Retinal vessels: DRIVE (Canon) + CHASE_DB1 (Nidek)"
+    tables.plot(result, path, ROWS, title, "held-out Dice (inside FOV)")
 
 
 def _pairs(text: str) -> dict:

@@ -1,0 +1,84 @@
+"""What the real-data results tables share: training a reference row, the Markdown table,
+the bar plot.
+
+Each table (``bench/retina``, ``bench/cxr``) lays its data out by links, then trains
+every row with the same network, the same images and the same passes over the data, and
+scores the same held-out set per vendor; results are JSON in one schema (``rows`` ->
+name -> ``metrics`` -> vendor and ``overall`` -> ``dice``, ``iou``, ``hd95``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from common.config import RunSettings
+
+
+def fit(train, heldout, run: RunSettings, epochs: int) -> dict:
+    """Train the run's network from its seed on ``train`` for ``epochs``; evaluate."""
+    import torch
+
+    from common.seg.networks import create_network
+    from common.seg.training import evaluate
+    from common.seg.training import train as train_model
+
+    torch.manual_seed(run.seed)
+    model = create_network(run.network)
+    settings = replace(run.train_settings(), epochs=epochs, seed=run.seed)
+    train_model(model, train, settings)
+    return evaluate(model, heldout)
+
+
+def table(result: dict, order, targets: list[str]) -> str:
+    """The results as a Markdown table: Dice (IoU) overall and per vendor, and wall time,
+    then the targets, checked."""
+    rows = result["rows"]
+    names = [n for n in order if n in rows]
+    vendors = sorted({v for n in names for v in rows[n]["metrics"] if v != "overall"})
+    counts = result.get("cases", {}).get("heldout-vendors", {})
+    head = ["row", "overall"] + [f"{v} ({counts.get(v, '?')})" for v in vendors] + ["wall"]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    for n in names:
+        m = rows[n]["metrics"]
+        cells = [
+            f"{m[v]['dice']:.3f} ({m[v]['iou']:.3f})" if v in m else "–"
+            for v in ["overall", *vendors]
+        ]
+        wall = f"{rows[n]['seconds']:.0f} s" if rows[n]["seconds"] else "–"
+        lines.append("| " + " | ".join([n, *cells, wall]) + " |")
+    return "\n".join(lines + [""] + [f"* {t}" for t in targets]) + "\n"
+
+
+def plot(result: dict, path: Path, order, title: str, ylabel: str = "held-out Dice") -> None:
+    """Held-out Dice per row, overall and per vendor, as grouped bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    names = [n for n in order if n in rows]
+    vendors = sorted({v for n in names for v in rows[n]["metrics"] if v != "overall"})
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / (len(vendors) + 1)
+    for j, v in enumerate(["overall", *vendors]):
+        vals = [rows[n]["metrics"].get(v, {}).get("dice", np.nan) for n in names]
+        ax.bar(np.arange(len(names)) + j * width, vals, width, label=v)
+    ax.set_xticks(np.arange(len(names)) + width * len(vendors) / 2)
+    ax.set_xticklabels(names, rotation=25, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def since(start: float) -> float:
+    """Seconds since ``start`` (a ``time.perf_counter()``)."""
+    return time.perf_counter() - start
