@@ -33,6 +33,25 @@ def fit(train, heldout, run: RunSettings, epochs: int) -> dict:
     return evaluate(model, heldout)
 
 
+def load(data: Path, names, workdir: Path, run: RunSettings, console):
+    """Every site's training split (as the federated runs use it) and the held-out set,
+    each prepared through the site intake (states under ``workdir``)."""
+    from client.task import load_site
+    from common.config import SiteSettings
+    from deploy.local.runner import _prepare
+
+    sites = {}
+    for name in names:
+        state = workdir / "state" / name
+        _prepare(data / name, state, name, run.image_size, console)
+        site = SiteSettings(str(data / name), str(state), name)
+        sites[name] = load_site(site, run)[0]
+    heldout, _ = _prepare(
+        data / "heldout", workdir / "heldout-state", "held-out set", run.image_size, console
+    )
+    return sites, heldout
+
+
 def table(result: dict, order, targets: list[str]) -> str:
     """The results as a Markdown table: Dice (IoU) overall and per vendor, and wall time,
     then the targets, checked."""

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywher
 from bench import tables  # noqa: E402
 from bench.cxr import layout  # noqa: E402
 from bench.tables import fit, since  # noqa: E402
-from common.config import RunSettings, SiteSettings  # noqa: E402
+from common.config import RunSettings  # noqa: E402
 
 # rounds x epochs: the passes over the data of every trained row.
 FULL = {"image-size": 128, "rounds": 10, "epochs": 2}
@@ -61,19 +61,7 @@ def run_config(p: dict) -> dict:
 
 def load(data: Path, workdir: Path, run: RunSettings, console: Console):
     """Every site's training split (as the federated runs use it) and the held-out set."""
-    from client.task import load_site
-    from deploy.local.runner import _prepare
-
-    sites = {}
-    for name in SITES:
-        state = workdir / "state" / name
-        _prepare(data / name, state, name, run.image_size, console)
-        site = SiteSettings(str(data / name), str(state), name)
-        sites[name] = load_site(site, run)[0]
-    heldout, _ = _prepare(
-        data / "heldout", workdir / "heldout-state", "held-out set", run.image_size, console
-    )
-    return sites, heldout
+    return tables.load(data, SITES, workdir, run, console)
 
 
 def federated(workdir: Path, data: Path, names, p: dict, console: Console) -> tuple[dict, float]:
@@ -133,6 +121,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=list(ROWS), help=f"rows: {list(ROWS)}")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fedsynth-cxr"))
     parser.add_argument("--out", type=Path, default=None, help="results JSON")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None, help="local epochs per round")
     parser.add_argument("--render", type=Path, default=None, help="only redraw a results JSON")
     args = parser.parse_args()
     if args.render:
@@ -142,6 +132,8 @@ def main() -> None:
         if name not in ROWS:
             raise SystemExit(f"unknown row {name!r}; choose from {list(ROWS)}")
     p = dict(QUICK if args.quick else FULL)
+    p["rounds"] = args.rounds or p["rounds"]
+    p["epochs"] = args.epochs or p["epochs"]
     out = args.out or Path(f"bench/results/cxr{'_quick' if args.quick else ''}.json")
     console = Console()
     data = args.workdir / "data"

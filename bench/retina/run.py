@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywher
 from bench import tables  # noqa: E402
 from bench.retina import layout  # noqa: E402
 from bench.tables import fit, since  # noqa: E402
-from common.config import RunSettings, SiteSettings  # noqa: E402
+from common.config import RunSettings  # noqa: E402
 from common.seg.label_fusion import fuse_arrays  # noqa: E402
 from common.seg.metrics import case_metrics, summarise  # noqa: E402
 
@@ -120,19 +120,7 @@ def trivial(heldout) -> dict:
 
 def load(data: Path, workdir: Path, run: RunSettings, console: Console):
     """Every site's training split (as the federated runs use it) and the held-out set."""
-    from client.task import load_site
-    from deploy.local.runner import _prepare
-
-    sites = {}
-    for name in ("site-1", "site-2"):
-        state = workdir / "state" / name
-        _prepare(data / name, state, name, run.image_size, console)
-        site = SiteSettings(str(data / name), str(state), name)
-        sites[name] = load_site(site, run)[0]
-    heldout, _ = _prepare(
-        data / "heldout", workdir / "heldout-state", "held-out set", run.image_size, console
-    )
-    return sites, heldout
+    return tables.load(data, ("site-1", "site-2"), workdir, run, console)
 
 
 def main() -> None:
