@@ -71,18 +71,18 @@ def app_dir() -> Path:
     return root
 
 
+def toml_value(value) -> str:
+    """A Python value as TOML: ``True`` -> ``true``, ``3`` -> ``3``, ``"x"`` -> ``"x"``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))  # a TOML basic string
+
+
 def toml_pairs(config: dict) -> str:
     """``{"a": 1, "b": "x"}`` -> ``'a=1 b="x"'`` for --node-config / --run-config."""
-    parts = []
-    for key, value in config.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, (int, float)):
-            text = repr(value)
-        else:
-            text = json.dumps(str(value))
-        parts.append(f"{key}={text}")
-    return " ".join(parts)
+    return " ".join(f"{key}={toml_value(value)}" for key, value in config.items())
 
 
 def _bin(name: str) -> str:

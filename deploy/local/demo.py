@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from deploy.cli.views import progress_bar
+from deploy.local.consortium import toml_value
 from deploy.local.phases import Phases
 from deploy.local.runner import parse_overrides, run_consortium
 from deploy.local.spec import load
@@ -57,18 +58,10 @@ def write_consortium_file(
     for site in manifest["sites"]:
         lines += ["", "[[sites]]", f'name = "{site["name"]}"', f'data-dir = "data/{site["dir"]}"']
     lines += ["", "[heldout]", 'data-dir = "data/heldout"', "", "[run-config]"]
-    lines += [f"{key} = {_toml(value)}" for key, value in run_config.items()]
+    lines += [f"{key} = {toml_value(value)}" for key, value in run_config.items()]
     path = workdir / "consortium.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def _toml(value) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return json.dumps(str(value))  # a TOML basic string
 
 
 def run_demo(
