@@ -26,8 +26,12 @@ def fit(train, heldout, run: RunSettings, epochs: int) -> dict:
     from common.seg.training import evaluate
     from common.seg.training import train as train_model
 
+    from common.data.channels import resolve
+
+    mode = resolve(run.channels, heldout.channels == 3)  # as the server resolves it
+    train, heldout = train.with_channels(mode), heldout.with_channels(mode)
     torch.manual_seed(run.seed)
-    model = create_network(run.network)
+    model = create_network(run.network, heldout.channels)
     settings = replace(run.train_settings(), epochs=epochs, seed=run.seed)
     train_model(model, train, settings)
     return evaluate(model, heldout)

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -77,6 +77,9 @@ def _work(msg: Message, context: Context, op: str, **extra) -> tuple[tuple, dict
     """
     try:
         run = RunSettings.from_config(context.run_config)
+        config = msg.content.config_records.get(keys.CONFIG, ConfigRecord())
+        if keys.CHANNELS in config:  # the server resolved channels=auto for everyone
+            run = replace(run, channels=str(config[keys.CHANNELS]))
         site = SiteSettings.from_config(context.node_config, run)
     except ConfigError as exc:
         name = str(context.node_config.get("site-name", "site"))

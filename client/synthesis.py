@@ -36,7 +36,7 @@ PATCHES_PER_IMAGE = 16  # with synth-patch: patches per image to learn from and 
 class SynthResult:
     """Released pairs and what the site may say about them."""
 
-    images: np.ndarray  # (k, S, S) float16 in [0, 1]
+    images: np.ndarray  # (k, C, S, S) float16 in [0, 1]
     masks: np.ndarray  # (k, S, S) uint8
     gate: dict  # common.synth.memorisation.GateResult.summary()
     train_seconds: float
@@ -169,7 +169,7 @@ def ensure_generator(site: SiteSettings, run: RunSettings, train=None, progress=
     if train is None:
         train, _ = generator_data(*load_site(site, run), run)
     dp = run.dp_settings(site)
-    settings = run.diffusion_settings()
+    settings = replace(run.diffusion_settings(), image_channels=train.channels)
     path = site.state_path / MODEL_FILE
     fingerprint = _fingerprint(train, settings, dp.mode)
     if path.exists():

@@ -27,10 +27,10 @@ logger = logging.getLogger(__name__)
 Weights = dict[str, np.ndarray]
 
 
-def _model(run: RunSettings, weights: Weights):
+def _model(run: RunSettings, weights: Weights, in_channels: int):
     from common.seg.networks import create_network
 
-    model = create_network(run.network)
+    model = create_network(run.network, in_channels)
     model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()})
     return model
 
@@ -54,7 +54,8 @@ class Declined(Exception):
 
 def load_site(site: SiteSettings, run: RunSettings) -> tuple[SiteArrays, SiteArrays]:
     """The site's (train, validation) arrays from the cache ``fedsynth site prepare`` made,
-    with the run's ``label-fusion`` applied where a second annotator exists.
+    with the run's ``channels`` and its ``label-fusion`` applied where a second annotator
+    exists (``channels=auto``, when no server resolved it: the data's own channels).
 
     Training never de-identifies: without a prepared cache the site declines.
 
@@ -73,6 +74,7 @@ def load_site(site: SiteSettings, run: RunSettings) -> tuple[SiteArrays, SiteArr
             f"{c.get('quarantined', 0)} quarantined; see intake_report.json in the site's "
             "state dir)"
         )
+    arrays = arrays.with_channels(run.channels)
     if run.label_fusion != "first":
         from common.seg.label_fusion import fuse_arrays
 
@@ -122,7 +124,7 @@ def train_round(
     plan = accountant = None
     if dp.enabled:
         plan, accountant = _check_budget(site, dp, len(train_data), settings)
-    model = _model(run, weights)
+    model = _model(run, weights, train_data.channels)
     stats = train(model, train_data, settings, dp=plan)
     dp_record = None
     if plan is not None:
@@ -178,4 +180,5 @@ def evaluate_round(site: SiteSettings, run: RunSettings, weights: Weights) -> tu
     _, val_data = load_site(site, run)
     if len(val_data) == 0:
         raise Declined("no local validation cases (fewer than 5 usable cases)")
-    return evaluate(_model(run, weights), val_data)["overall"]["dice"], len(val_data)
+    model = _model(run, weights, val_data.channels)
+    return evaluate(model, val_data)["overall"]["dice"], len(val_data)

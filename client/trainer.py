@@ -39,8 +39,8 @@ def code_version() -> str:
     h = hashlib.sha256()
     root = Path(__file__).resolve().parents[1]
     for pkg in ("common", "client"):
-        for path in sorted((root / pkg).glob("*.py")):
-            h.update(path.name.encode() + b"\0" + path.read_bytes())
+        for path in sorted((root / pkg).rglob("*.py")):  # subpackages too
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -39,15 +39,19 @@ def run_baselines(
     """
     import torch
 
+    from common.data.channels import resolve
     from common.seg.networks import create_network
 
+    mode = resolve(run.channels, heldout.channels == 3)  # as the server resolves it
+    heldout = heldout.with_channels(mode)
+    sites = {name: data.with_channels(mode) for name, data in sites.items()}
     epochs = run.num_server_rounds * run.local_epochs
     settings = replace(run.train_settings(), epochs=epochs, seed=run.seed)
     torch.manual_seed(run.seed)
-    initial = create_network(run.network).state_dict()
+    initial = create_network(run.network, heldout.channels).state_dict()
 
     def fit(data: SiteArrays) -> dict:
-        model = create_network(run.network)
+        model = create_network(run.network, heldout.channels)
         model.load_state_dict(initial)
         train(model, data, settings)
         return evaluate(model, heldout)

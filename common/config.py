@@ -66,6 +66,7 @@ class RunSettings:
     batch_size: int = 4
     learning_rate: float = 0.003
     image_size: int = 128
+    channels: str = "auto"
     patch_size: int = 0
     patches_per_image: int = 1
     label_fusion: str = "first"
@@ -149,6 +150,9 @@ class RunSettings:
                 "patch-size must be 0 (whole images) or a multiple of 16 between 32 and "
                 f"image-size={self.image_size}, got {self.patch_size}"
             )
+        from common.data.channels import check as check_channels
+
+        check_channels(self.channels)
         if self.patches_per_image < 1:
             raise ConfigError(f"patches-per-image must be >= 1, got {self.patches_per_image}")
         if self.dp == "local" and self.patches_per_image > 1:

@@ -11,12 +11,13 @@ LEDGER = "ledger"  # ConfigRecord: the signed privacy-ledger entry of this reply
 SYNTHESIZE = "synthesize"  # a site trains its generator (once) and releases gated pairs
 
 # ArrayRecord keys of a synthetic release
-SYNTH_IMAGES = "images"  # (k, S, S) float16 in [0, 1]
+SYNTH_IMAGES = "images"  # (k, C, S, S) float16 in [0, 1]
 SYNTH_MASKS = "masks"  # (k, S, S) uint8
 
 # ConfigRecord keys
 SERVER_ROUND = "server-round"  # set by Flower's strategies
 PROXIMAL_MU = "proximal-mu"  # set by FedProx
+CHANNELS = "channels"  # the run's image channels, resolved by the server (rgb|grey|green)
 SITE_NAME = "name"
 DECLINED = "declined"  # reason text; present only when a site declines
 LEDGER_ENTRY = "entry"  # the entry as canonical JSON text

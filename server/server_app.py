@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
+from common import keys
 from common.config import RunSettings
 
 logger = logging.getLogger(__name__)
@@ -31,11 +33,28 @@ def _flatten(summary: dict) -> MetricRecord:
     )
 
 
+def _channels(run: RunSettings, evaluator) -> str:
+    """The run's ``channels``, resolved once for every site: ``auto`` follows the
+    held-out set (rgb if it is in colour, else grey)."""
+    from common.data.channels import resolve
+
+    if run.channels == "auto" and evaluator is None:
+        logger.warning(
+            "channels=auto without a held-out set: training on grey images; set "
+            'channels="rgb" for colour data'
+        )
+    colour = evaluator is not None and evaluator.data.channels == 3
+    mode = resolve(run.channels, colour)
+    logger.info("channels: %s (%s)", mode, "from the run config" if run.channels != "auto" else "auto")
+    return mode
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Run ``num-server-rounds`` rounds; see pyproject.toml for every setting."""
     import torch
 
+    from common.data.channels import in_channels
     from common.seg.networks import create_network
     from server.evaluation import HeldOutEvaluator
     from server.grid import PromptGrid
@@ -46,10 +65,6 @@ def main(grid: Grid, context: Context) -> None:
     run = RunSettings.from_config(context.run_config)
     outputs = RunOutputs(run.out_dir, run, getattr(context, "run_id", None))
     logger.info("FedSynth run writing to %s", outputs.dir)
-    torch.manual_seed(run.seed)
-    initial = create_network(run.network).state_dict()
-    strategy = create_strategy(run, outputs.dir)
-    strategy.verifier = ReleaseVerifier(outputs.dir, run.registry, getattr(context, "run_id", ""))
     evaluator = None
     if run.eval_dir:
         evaluator = HeldOutEvaluator(
@@ -57,6 +72,13 @@ def main(grid: Grid, context: Context) -> None:
         )
     else:
         logger.warning("eval-dir is empty: no server-side held-out evaluation this run")
+    run = replace(run, channels=_channels(run, evaluator))
+    if evaluator is not None:
+        evaluator.use_channels(run.channels)
+    torch.manual_seed(run.seed)
+    initial = create_network(run.network, in_channels(run.channels)).state_dict()
+    strategy = create_strategy(run, outputs.dir)
+    strategy.verifier = ReleaseVerifier(outputs.dir, run.registry, getattr(context, "run_id", ""))
     if run.share != "weights" and evaluator is not None:
         strategy.reference = evaluator.data  # synthetic quality is measured against it
 
@@ -79,7 +101,8 @@ def main(grid: Grid, context: Context) -> None:
         initial_arrays=ArrayRecord(initial),
         num_rounds=run.num_server_rounds,
         timeout=run.round_timeout,
-        train_config=ConfigRecord({}),
+        train_config=ConfigRecord({keys.CHANNELS: run.channels}),
+        evaluate_config=ConfigRecord({keys.CHANNELS: run.channels}),
         evaluate_fn=evaluate_fn,
     )
     logger.info("FedSynth run finished: report at %s", outputs.dir / "report.html")

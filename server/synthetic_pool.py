@@ -49,36 +49,45 @@ class SyntheticPool:
 
     def add(self, site: str, images: np.ndarray, masks: np.ndarray) -> None:
         """Put ``site``'s release in the pool (replacing its previous one)."""
-        if images.shape != masks.shape or images.ndim != 3:
+        if images.ndim == 3:  # a single-channel release without its channel axis
+            images = images[:, None]
+        if (
+            images.ndim != 4
+            or images.shape[1] not in (1, 3)
+            or images.shape[:1] + images.shape[2:] != masks.shape
+        ):
             raise ValueError(
                 f"synthetic release of {site!r}: images {images.shape} and masks "
-                f"{masks.shape} must be equal (k, S, S) shapes"
+                f"{masks.shape} must be (k, C, S, S) with C = 1 or 3 and (k, S, S)"
             )
         self.releases[site] = (images.astype(np.float32), (masks > 0).astype(np.uint8))
 
-    def site_arrays(self, image_size: int):
-        """The pool as :class:`common.data.arrays.SiteArrays` at ``image_size`` (vendor: site)."""
+    def site_arrays(self, image_size: int, channels: str = "auto"):
+        """The pool as :class:`common.data.arrays.SiteArrays` at ``image_size`` (vendor:
+        site), with the run's resolved ``channels``."""
         import torch
         import torch.nn.functional as F
 
         from common.data.arrays import SiteArrays
+        from common.data.channels import in_channels, select
 
         images, masks, vendors = [], [], []
         for site, (im, mk) in sorted(self.releases.items()):
             if not len(im):
                 continue
-            x = torch.as_tensor(im)[:, None]
+            x = torch.as_tensor(select(im, channels))
             m = torch.as_tensor(mk.astype(np.float32))[:, None]
             if x.shape[-1] != image_size:
                 x = F.interpolate(x, size=(image_size, image_size), mode="bilinear")
                 m = F.interpolate(m, size=(image_size, image_size), mode="bilinear")
-            images.append(x[:, 0].clamp(0, 1).numpy().astype(np.float16))
+            images.append(x.clamp(0, 1).numpy().astype(np.float16))
             masks.append((m[:, 0] > 0.5).numpy().astype(np.uint8))
             vendors += [f"synthetic ({site})"] * len(im)
         n = len(vendors)
         shape = (0, image_size, image_size)
+        c = in_channels(channels) if channels != "auto" else 1
         return SiteArrays(
-            images=np.concatenate(images) if images else np.zeros(shape, np.float16),
+            images=np.concatenate(images) if images else np.zeros((0, c, *shape[1:]), np.float16),
             masks=np.concatenate(masks) if masks else np.zeros(shape, np.uint8),
             vendors=np.asarray(vendors, dtype=str),
             cases=np.asarray([f"synthetic-{i}" for i in range(n)], dtype=str),
@@ -95,16 +104,17 @@ class SyntheticPool:
         path = self.dir / "pool.npz"
         np.savez_compressed(
             path,
-            images=np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 1, 1)),
+            images=np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 1, 1, 1)),
             masks=np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 1, 1)),
             sites=np.asarray(sites, dtype=str),
         )
         return path
 
 
-def request_messages(grid, server_round: int) -> list[Message]:
-    """One ``train.synthesize`` message per connected site."""
-    config = ConfigRecord({keys.SERVER_ROUND: server_round})
+def request_messages(grid, server_round: int, channels: str = "auto") -> list[Message]:
+    """One ``train.synthesize`` message per connected site (with the run's resolved
+    ``channels``)."""
+    config = ConfigRecord({keys.SERVER_ROUND: server_round, keys.CHANNELS: channels})
     return [
         Message(
             content=RecordDict({keys.CONFIG: config}),
@@ -142,7 +152,7 @@ def train_on_pool(state_dict: dict, pool, run: RunSettings, server_round: int) -
     from common.seg.networks import create_network
     from common.seg.training import train
 
-    model = create_network(run.network)
+    model = create_network(run.network, pool.channels)
     model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state_dict.items()})
     settings = run.train_settings(server_round, site_seed=7919)
     settings = type(settings)(**{**settings.__dict__, "epochs": run.server_epochs})
@@ -200,7 +210,7 @@ class PoolingMixin:
 
     def _collect(self, server_round: int, grid) -> None:
         self._wait_for_sites(grid, self.run.min_sites)  # type: ignore[attr-defined]
-        messages = request_messages(grid, server_round)
+        messages = request_messages(grid, server_round, self.run.channels)
         record = self.rounds.setdefault(server_round, RoundRecord())  # type: ignore[attr-defined]
         start = time.monotonic()
         replies = list(grid.send_and_receive(messages, timeout=self.timeout))
@@ -237,7 +247,7 @@ class PoolingMixin:
             arrays, metrics = super().aggregate_train(server_round, replies)  # type: ignore[misc]
         if arrays is None or len(self.pool) == 0 or self.run.server_epochs == 0:
             return arrays, metrics
-        pool = self.pool.site_arrays(pool_side(self.run))
+        pool = self.pool.site_arrays(pool_side(self.run), self.run.channels)
         state, info = train_on_pool(arrays.to_torch_state_dict(), pool, self.run, server_round)
         self.rounds[server_round].server_training = info  # type: ignore[attr-defined]
         logger.info("round %d: %s", server_round, json.dumps(info))

@@ -16,7 +16,8 @@ import numpy as np
 class SiteArrays:
     """A site's preprocessed cases, ready for training. Indexes line up across fields.
 
-    ``images`` is float16 ``(N, S, S)`` in ``[0, 1]``; ``masks`` uint8 ``(N, S, S)``;
+    ``images`` is float16 ``(N, C, S, S)`` in ``[0, 1]`` (C = 1 for greyscale, 3 for
+    colour: see :mod:`common.data.channels`); ``masks`` uint8 ``(N, S, S)``;
     ``masks2`` holds a second annotator's masks where ``has_mask2`` is true; ``fov`` is
     the field of view (all ones when none was given); ``vendors`` and ``cases`` are string
     arrays (cases are pseudonyms, never original identifiers).
@@ -32,6 +33,17 @@ class SiteArrays:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def channels(self) -> int:
+        """Image channels (1 or 3)."""
+        return int(self.images.shape[1])
+
+    def with_channels(self, mode: str) -> SiteArrays:
+        """The same cases with the channels a run's ``channels`` setting asks for."""
+        from common.data.channels import select
+
+        return SiteArrays(**{**self.__dict__, "images": select(self.images, mode)})
 
     def subset(self, index: np.ndarray) -> SiteArrays:
         """The cases at ``index`` (an integer or boolean array)."""
@@ -57,6 +69,11 @@ class SiteArrays:
 
     @staticmethod
     def concat(parts: list[SiteArrays]) -> SiteArrays:
-        """Pool several sites' arrays (for centralised baselines)."""
+        """Pool several sites' arrays (for centralised baselines).
+
+        Greyscale and colour sites pool as colour (greyscale repeated over three channels).
+        """
+        if len({p.channels for p in parts if len(p)}) > 1:
+            parts = [p.with_channels("rgb") for p in parts]
         fields = SiteArrays.__dataclass_fields__
         return SiteArrays(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in fields})

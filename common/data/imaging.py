@@ -2,8 +2,9 @@
 
 A DICOM image goes through its Modality LUT (RescaleSlope/Intercept), is inverted if
 stored as MONOCHROME1, padded to a square, resized to the training resolution and
-normalised to ``[0, 1]`` by robust percentiles. Masks are padded and resized the same
-way with nearest-neighbour interpolation.
+normalised to ``[0, 1]`` by robust percentiles. Colour images keep their three channels,
+each resized and normalised on its own (:mod:`common.data.channels` says why). Masks are
+padded and resized the same way with nearest-neighbour interpolation.
 """
 
 from __future__ import annotations
@@ -67,6 +68,40 @@ def dicom_to_unit(ds, pixels: np.ndarray) -> np.ndarray:
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")) == "MONOCHROME1":
         arr = arr.max() - arr
     return arr
+
+
+def channel_first(image: np.ndarray, size: int) -> np.ndarray:
+    """A 2D or ``(H, W, 3)`` float image -> ``(C, size, size)`` float32 in ``[0, 1]``,
+    each channel resized and normalised on its own."""
+    planes = [image] if image.ndim == 2 else [image[..., c] for c in range(image.shape[-1])]
+    return np.stack([normalise(resize_image(p, size)) for p in planes])
+
+
+def is_colour(arr: np.ndarray, tolerance: float = 3.0) -> bool:
+    """Whether an ``(H, W, 3+)`` array really holds colour.
+
+    Greyscale saved as RGB (equal channels, or nearly so after JPEG's chroma rounding) is
+    not colour: at most 0.1% of pixels may differ by more than ``tolerance`` between
+    channels.
+    """
+    if arr.ndim != 3 or arr.shape[-1] < 3:
+        return False
+    rgb = arr[..., :3].astype(np.float32)
+    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 65536)))  # ~256x256 samples
+    rgb = rgb[::step, ::step]
+    spread = np.maximum(np.abs(rgb[..., 0] - rgb[..., 1]), np.abs(rgb[..., 1] - rgb[..., 2]))
+    return bool(np.mean(spread > tolerance) > 0.001)
+
+
+def to_channels(arr: np.ndarray) -> np.ndarray:
+    """An image array as float32: ``(H, W, 3)`` if it holds colour, else ``(H, W)``.
+
+    Alpha is dropped; greyscale stored as RGB becomes one channel (its green channel, the
+    same as :func:`to_grey`).
+    """
+    if arr.ndim == 3 and is_colour(arr):
+        return arr[..., :3].astype(np.float32)
+    return to_grey(arr)
 
 
 def to_grey(arr: np.ndarray) -> np.ndarray:

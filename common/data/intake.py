@@ -29,6 +29,10 @@ with the number of regions filled in its reason, one that cannot be cleaned with
 confidence is quarantined, and ``STATE/pixel_review.png`` (mode 0600: it shows the text)
 holds before/after crops of what was cleaned, for the privacy officer.
 
+Colour is kept: images are cached ``(N, C, S, S)`` with C = 3 as soon as one image of
+the site is in colour (greyscale saved as RGB counts as greyscale); a run's ``channels``
+setting picks what it trains on (:mod:`common.data.channels`).
+
 The cache (``STATE/cache/site-<size>.npz``) is rebuilt when the folder's file list,
 sizes or modification times change, or when the training resolution changes.
 """
@@ -80,6 +84,7 @@ class IntakeReport:
     objects_per_case: float = 0.0
     empty_masks: int = 0
     second_annotator: int = 0
+    colour: int = 0  # cases whose image is in colour
 
     def counts(self) -> dict[str, int]:
         """Number of files per fate, plus the total (they add up by construction)."""
@@ -139,10 +144,26 @@ def _size_order(size: str) -> tuple[int, int, str]:
 
 
 def _image_from_dicom(ds) -> np.ndarray:
+    """A single-frame image as float32: 2D greyscale, or ``(H, W, 3)`` colour.
+
+    Colour comes as RGB, YBR_FULL or YBR_FULL_422 (pydicom converts YBR to RGB when it
+    decodes) or as a palette; VL Endoscopic, VL Photographic and Secondary Capture images
+    are the usual ones.
+    """
     arr = decode_pixels(ds)
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1 or arr.ndim != 2:
-        raise IntakeError(f"not a single-frame greyscale image (pixel array shape {arr.shape})")
-    return imaging.dicom_to_unit(ds, arr)  # burned-in text: cleaned in deidentify_file
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1 or arr.ndim != (3 if samples == 3 else 2):
+        raise IntakeError(
+            f"not a single-frame greyscale or colour image (pixel array shape {arr.shape}, "
+            f"{samples} sample(s) per pixel): cine loops and volumes are not supported yet"
+        )
+    if samples == 3:
+        return imaging.to_channels(arr)  # burned-in text: cleaned in deidentify_file
+    if str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        return imaging.to_channels(apply_color_lut(arr, ds))
+    return imaging.dicom_to_unit(ds, arr)
 
 
 def _mask_from_seg(ds) -> np.ndarray:
@@ -282,9 +303,9 @@ def prepare_site(
             if ref not in cases:
                 raise IntakeError("mask whose source image is missing or was not usable")
             mask = _mask_from_seg(ds)
-            if mask.shape != cases[ref].image.shape:
+            if mask.shape != cases[ref].image.shape[:2]:
                 raise IntakeError(
-                    f"mask size {mask.shape} differs from its image {cases[ref].image.shape}"
+                    f"mask size {mask.shape} differs from its image {cases[ref].image.shape[:2]}"
                 )
             cases[ref].mask = mask
             cases[ref].sources.append(rel)
@@ -394,7 +415,7 @@ def _plain_case(data_dir, group, stem, parts, vendor, cases, fate, check) -> Non
         for rel in rels.values():
             fate(rel, what, str(exc) if rel == rels["image"] else f"its image was {what}")
         return
-    image = imaging.to_grey(raw)
+    image = imaging.to_channels(raw)  # (H, W, 3) if the image holds colour, else (H, W)
     case = _Case(image=image, vendor=vendor, case=f"IMG-{stem}", sources=[rels["image"]])
     case.cleaned = regions
     for role in ("mask", "mask2", "fov"):
@@ -402,8 +423,10 @@ def _plain_case(data_dir, group, stem, parts, vendor, cases, fate, check) -> Non
             continue
         try:
             arr = imaging.to_grey(read_image(parts[role]))
-            if arr.shape != image.shape:
-                raise IntakeError(f"{role} size {arr.shape} differs from its image {image.shape}")
+            if arr.shape != image.shape[:2]:
+                raise IntakeError(
+                    f"{role} size {arr.shape} differs from its image {image.shape[:2]}"
+                )
             setattr(case, role, (arr > 127).astype(np.uint8))
             case.sources.append(rels[role])
         except IntakeError as exc:
@@ -413,13 +436,14 @@ def _plain_case(data_dir, group, stem, parts, vendor, cases, fate, check) -> Non
 
 def _to_arrays(cases: list[_Case], size: int) -> SiteArrays:
     n = len(cases)
-    images = np.zeros((n, size, size), np.float16)
+    colour = any(c.image.ndim == 3 for c in cases)  # one colour image: the site is colour
+    images = np.zeros((n, 3 if colour else 1, size, size), np.float16)
     masks = np.zeros((n, size, size), np.uint8)
     masks2 = np.zeros((n, size, size), np.uint8)
     fov = np.ones((n, size, size), np.uint8)
     has2 = np.zeros(n, bool)
     for i, c in enumerate(cases):
-        images[i] = imaging.normalise(imaging.resize_image(c.image, size))
+        images[i] = imaging.channel_first(c.image, size)  # greyscale repeated if colour
         masks[i] = imaging.resize_mask(c.mask, size)
         if c.mask2 is not None:
             masks2[i], has2[i] = imaging.resize_mask(c.mask2, size), True
@@ -441,6 +465,7 @@ def _summarise(report: IntakeReport, cases: list[_Case], arrays: SiteArrays) -> 
 
     report.cases = len(cases)
     report.vendors = dict(Counter(c.vendor for c in cases))
+    report.colour = sum(c.image.ndim == 3 for c in cases)
     sizes = Counter(f"{c.image.shape[1]}x{c.image.shape[0]}" for c in cases)
     report.image_sizes = dict(sizes.most_common())  # every size, commonest first
     if cases:

@@ -21,7 +21,7 @@ from common.errors import IntakeError
 logger = logging.getLogger(__name__)
 
 #: Bumped when the cache's content changes meaning: older caches are rebuilt.
-CACHE_VERSION = "3"
+CACHE_VERSION = "4"  # 4: images (N, C, S, S), colour kept
 
 
 def fingerprint(data_dir: Path, files: list[Path], image_size: int) -> str:
@@ -103,4 +103,7 @@ def load_prepared(data_dir: Path, state_dir: Path, image_size: int) -> tuple[Sit
 def load_cached(path: Path) -> SiteArrays:
     """Load a cache written by :func:`prepare_site` (fast: one ``np.load``)."""
     with np.load(path) as z:
-        return SiteArrays(**{k: z[k] for k in SiteArrays.__dataclass_fields__})
+        arrays = {k: z[k] for k in SiteArrays.__dataclass_fields__}
+    if arrays["images"].ndim == 3:  # a cache from before version 4: greyscale, no axis
+        arrays["images"] = arrays["images"][:, None]
+    return SiteArrays(**arrays)

@@ -170,10 +170,13 @@ def decode_pixels(ds) -> np.ndarray:
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     if ts is not None and not ts.is_compressed:
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        if str(ds.get("PhotometricInterpretation", "")) == "YBR_FULL_422":
+            samples = 2  # Cb and Cr are stored for every second pixel only
         expected = (
             int(ds.Rows)
             * int(ds.Columns)
-            * int(ds.get("SamplesPerPixel", 1))
+            * samples
             * int(ds.get("NumberOfFrames", 1) or 1)
             * int(ds.BitsAllocated)
         ) // 8
@@ -237,6 +240,12 @@ def _clean_burned_in(ds, clean: bool) -> bool:
     if cleaned is pixels:
         return False
     ds.PixelData = np.ascontiguousarray(cleaned).astype(pixels.dtype).tobytes()
+    if str(ds.get("PhotometricInterpretation", "")).startswith("YBR"):
+        # pydicom decoded YBR to RGB; the cleaned pixels are written back as RGB, full
+        # resolution, colour-by-pixel
+        ds.PhotometricInterpretation = "RGB"
+    if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+        ds.PlanarConfiguration = 0
     return True
 
 

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from common.errors import ConfigError
 
 
-def _unet():
+def _unet(in_channels: int):
     from monai.networks.nets import UNet
 
     return UNet(
         spatial_dims=2,
-        in_channels=1,
+        in_channels=in_channels,
         out_channels=2,
         channels=(16, 32, 64, 128),
         strides=(2, 2, 2),
@@ -27,12 +27,12 @@ def _unet():
     )
 
 
-def _segresnet():
+def _segresnet(in_channels: int):
     from monai.networks.nets import SegResNet
 
     return SegResNet(
         spatial_dims=2,
-        in_channels=1,
+        in_channels=in_channels,
         out_channels=2,
         init_filters=8,
         blocks_down=(1, 2, 2),
@@ -44,12 +44,14 @@ def _segresnet():
 NETWORKS: dict[str, Callable] = {"unet": _unet, "segresnet": _segresnet}
 
 
-def create_network(name: str):
-    """Build the named 2D segmentation network (1 input channel, 2 output classes).
+def create_network(name: str, in_channels: int = 1):
+    """Build the named 2D segmentation network (2 output classes).
 
     Args:
         name: one of :data:`NETWORKS` (``"unet"``: MONAI UNet with instance norm;
             ``"segresnet"``: MONAI SegResNet with group norm).
+        in_channels: image channels (1 for greyscale, 3 for RGB; see
+            :func:`common.data.channels.in_channels`).
 
     Returns:
         A ``torch.nn.Module`` in training mode.
@@ -61,4 +63,6 @@ def create_network(name: str):
         factory = NETWORKS[name]
     except KeyError:
         raise ConfigError(f"unknown network {name!r}; choose one of {sorted(NETWORKS)}") from None
-    return factory()
+    if in_channels not in (1, 3):
+        raise ConfigError(f"in_channels must be 1 or 3, got {in_channels}")
+    return factory(in_channels)

@@ -2,13 +2,13 @@
 
 Example:
     >>> import numpy as np
-    >>> from common.data.intake import SiteArrays
+    >>> from common.data.arrays import SiteArrays
     >>> n = 2
-    >>> data = SiteArrays(np.zeros((n, 64, 64)), np.zeros((n, 64, 64), np.uint8),
+    >>> data = SiteArrays(np.zeros((n, 3, 64, 64)), np.zeros((n, 64, 64), np.uint8),
     ...     np.array(["v"] * n), np.array(["a", "b"]), np.zeros((n, 64, 64), np.uint8),
     ...     np.zeros(n, bool), np.ones((n, 64, 64), np.uint8))
     >>> random_patches(data, 16, 3, seed=0).images.shape
-    (6, 16, 16)
+    (6, 3, 16, 16)
 """
 
 from __future__ import annotations
@@ -47,10 +47,11 @@ def random_patches(data: SiteArrays, size: int, per_image: int, seed: int) -> Si
     n = len(picked)
 
     def crops(arr):
+        lead = arr.shape[1:-2]  # the channel axis of images, none for masks
         return (
-            np.stack([arr[k, y : y + size, x : x + size] for k, y, x in picked])
+            np.stack([arr[k, ..., y : y + size, x : x + size] for k, y, x in picked])
             if n
-            else (np.zeros((0, size, size), arr.dtype))
+            else (np.zeros((0, *lead, size, size), arr.dtype))
         )
 
     return SiteArrays(

@@ -82,7 +82,7 @@ class _AugmentedDataset:
     def __getitem__(self, i: int) -> dict:
         i %= len(self.data)
         sample = {
-            "image": self.data.images[i][None].astype(np.float32),
+            "image": self.data.images[i].astype(np.float32),
             "label": self.data.masks[i][None].astype(np.float32),
         }
         sample = self.transforms(sample) if self.transforms is not None else sample
@@ -122,7 +122,9 @@ def train(
         )
     transforms = None
     if augment:
-        transforms = train_transforms(settings.seed, settings.augmentation, settings.patch_size)
+        transforms = train_transforms(
+            settings.seed, settings.augmentation, settings.patch_size, data.channels
+        )
     elif settings.patch_size:
         transforms = patch_crop(settings.seed, settings.patch_size)
     loader = DataLoader(
@@ -183,16 +185,16 @@ def _stepped(optimiser) -> int:
 
 
 def predict(model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Binary masks for ``images`` (``(N, S, S)`` in ``[0, 1]``) as uint8 ``(N, S, S)``."""
+    """Binary masks for ``images`` (``(N, C, S, S)`` in ``[0, 1]``) as uint8 ``(N, S, S)``."""
     import torch
 
     model.eval()
     out = []
     with torch.inference_mode():
         for i in range(0, len(images), batch_size):
-            x = torch.as_tensor(images[i : i + batch_size, None].astype(np.float32))
+            x = torch.as_tensor(images[i : i + batch_size].astype(np.float32))
             out.append(model(x).argmax(dim=1).to(torch.uint8).numpy())
-    return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:], np.uint8)
+    return np.concatenate(out) if out else np.zeros((0,) + images.shape[2:], np.uint8)
 
 
 def evaluate(model, data: SiteArrays) -> dict[str, dict[str, float]]:

@@ -1,7 +1,7 @@
 """A site's diffusion model over image + mask: configuration, DDPM training, sampling.
 
-One diffusers ``UNet2DModel`` denoises two channels at once, the image and its mask
-(Saragih et al., IJCARS 2024), so every generated image comes with its label. Training
+One diffusers ``UNet2DModel`` denoises the image's channels (1 grey, 3 colour) and its
+mask together (Saragih et al., IJCARS 2024), so every generated image comes with its label. Training
 is DDPM's: add noise at a random timestep, predict the noise, mean squared error; the
 weights used for sampling are an exponential moving average (EMA) of the trained ones.
 Sampling starts from pure noise and runs DPM-Solver++ (about 20 steps) or plain DDPM
@@ -16,7 +16,7 @@ Example:
     >>> model = create_model(s)
     >>> images, masks = sample(model, s, n=2, seed=0, steps=2)
     >>> images.shape, masks.shape, str(masks.dtype)
-    ((2, 16, 16), (2, 16, 16), 'uint8')
+    ((2, 1, 16, 16), (2, 16, 16), 'uint8')
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ class DiffusionSettings:
             (the clean pair) or ``"v_prediction"``.
         sample_steps: DPM-Solver++ steps when sampling.
         seed: seeds initial weights, batches and noise.
+        image_channels: the image's channels (1 or 3); the model denoises these plus
+            the mask's.
     """
 
     image_size: int = 64
@@ -72,8 +74,11 @@ class DiffusionSettings:
     prediction: str = "sample"
     sample_steps: int = 20
     seed: int = 0
+    image_channels: int = 1
 
     def __post_init__(self) -> None:
+        if self.image_channels not in (1, 3):
+            raise ConfigError(f"diffusion image channels must be 1 or 3, got {self.image_channels}")
         levels = len(self.channels)
         if levels < 2 or any(c < 8 or c % 8 for c in self.channels):
             raise ConfigError(
@@ -135,7 +140,7 @@ CONFIGS: dict[str, DiffusionSettings] = {
 
 
 def create_model(settings: DiffusionSettings):
-    """The denoiser: a diffusers ``UNet2DModel`` with 2 input and 2 output channels.
+    """The denoiser: a diffusers ``UNet2DModel`` over image channels + 1 mask channel.
 
     Group normalisation only (no BatchNorm), so DP-SGD can train it.
     """
@@ -150,8 +155,8 @@ def create_model(settings: DiffusionSettings):
     torch.manual_seed(settings.seed)
     return UNet2DModel(
         sample_size=settings.image_size,
-        in_channels=2,
-        out_channels=2,
+        in_channels=settings.image_channels + 1,
+        out_channels=settings.image_channels + 1,
         block_out_channels=tuple(settings.channels),
         layers_per_block=settings.layers_per_block,
         down_block_types=tuple(down),
@@ -181,10 +186,10 @@ def _schedule(settings: DiffusionSettings, solver: str = "ddpm"):
 
 
 def to_model_space(images: np.ndarray, masks: np.ndarray, size: int) -> np.ndarray:
-    """``(N, 2, size, size)`` float32 in ``[-1, 1]``: image and mask channels.
+    """``(N, C + 1, size, size)`` float32 in ``[-1, 1]``: image channels, then the mask.
 
     Args:
-        images: ``(N, S, S)`` in ``[0, 1]``.
+        images: ``(N, C, S, S)`` (or ``(N, S, S)``) in ``[0, 1]``.
         masks: ``(N, S, S)`` binary.
         size: the model's image size (images are resized with antialiasing, masks by
             area and re-thresholded).
@@ -192,7 +197,8 @@ def to_model_space(images: np.ndarray, masks: np.ndarray, size: int) -> np.ndarr
     import torch
     import torch.nn.functional as F
 
-    x = torch.as_tensor(np.asarray(images, np.float32))[:, None]
+    x = torch.as_tensor(np.asarray(images, np.float32))
+    x = x[:, None] if x.ndim == 3 else x
     m = torch.as_tensor(np.asarray(masks, np.float32))[:, None]
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
@@ -203,9 +209,10 @@ def to_model_space(images: np.ndarray, masks: np.ndarray, size: int) -> np.ndarr
 
 
 def from_model_space(x) -> tuple[np.ndarray, np.ndarray]:
-    """Images in ``[0, 1]`` (float32) and masks (uint8, mask channel > 0) from model space."""
+    """Images ``(N, C, S, S)`` in ``[0, 1]`` (float32) and masks ``(N, S, S)`` (uint8, the
+    last channel > 0) from model space."""
     x = np.asarray(x, np.float32)
-    return ((np.clip(x[:, 0], -1, 1) + 1) / 2), (x[:, 1] > 0).astype(np.uint8)
+    return ((np.clip(x[:, :-1], -1, 1) + 1) / 2), (x[:, -1] > 0).astype(np.uint8)
 
 
 @dataclass
@@ -244,7 +251,7 @@ def train_diffusion(
 
     Args:
         model: from :func:`create_model` (trained in place).
-        images: ``(N, S, S)`` in ``[0, 1]``.
+        images: ``(N, C, S, S)`` in ``[0, 1]``, C = ``settings.image_channels``.
         masks: ``(N, S, S)`` binary.
         settings: steps, batch size, learning rate, EMA decay, seed.
         dp: a :class:`common.privacy.dp.RoundPlan` for DP-SGD, or ``None``. Its ``steps`` replace
@@ -259,6 +266,12 @@ def train_diffusion(
 
     if len(images) == 0:
         raise ValueError("cannot train a diffusion model on 0 images")
+    given = 1 if np.ndim(images) == 3 else np.shape(images)[1]
+    if given != settings.image_channels:
+        raise ValueError(
+            f"images have {given} channel(s), the diffusion model {settings.image_channels}: "
+            "set DiffusionSettings.image_channels from the data"
+        )
     torch.manual_seed(settings.seed)
     data = _Pairs(to_model_space(images, masks, settings.image_size), settings.seed)
     loader = DataLoader(
@@ -345,13 +358,14 @@ def sample(
         batch_size: pairs denoised at once.
 
     Returns:
-        ``(images, masks)``: ``(n, S, S)`` float32 in ``[0, 1]`` and uint8 in ``{0, 1}``.
+        ``(images, masks)``: ``(n, C, S, S)`` float32 in ``[0, 1]`` and ``(n, S, S)``
+        uint8 in ``{0, 1}``.
     """
     import torch
 
     steps = steps or (settings.sample_steps if solver == "dpm++" else settings.timesteps)
     generator = torch.Generator().manual_seed(seed)
-    shape = (2, settings.image_size, settings.image_size)
+    shape = (settings.image_channels + 1, settings.image_size, settings.image_size)
     model.eval()
     out = []
     with torch.inference_mode():

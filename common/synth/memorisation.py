@@ -87,15 +87,31 @@ class GateResult:
         }
 
 
-def _prepare(images: np.ndarray):
-    """Standardised ``(N, 1, s, s)`` float tensors at the comparison size."""
+def _as_nchw(images: np.ndarray):
+    """A float tensor ``(N, C, s, s)`` (a channel axis added to ``(N, s, s)``)."""
     import torch
+
+    x = torch.as_tensor(np.asarray(images, np.float32))
+    return x[:, None] if x.ndim == 3 else x
+
+
+def _filter(x, window):
+    """``window`` (1, 1, k, k) applied to every channel of ``x`` (N, C, s, s) alone."""
     import torch.nn.functional as F
 
-    x = torch.as_tensor(np.asarray(images, np.float32))[:, None]
+    n, c = x.shape[:2]
+    out = F.conv2d(x.reshape(n * c, 1, *x.shape[2:]), window, padding=window.shape[-1] // 2)
+    return out.reshape(n, c, *out.shape[2:])
+
+
+def _prepare(images: np.ndarray):
+    """Standardised ``(N, C, s, s)`` float tensors at the comparison size."""
+    import torch.nn.functional as F
+
+    x = _as_nchw(images)
     if x.shape[-1] > SIZE:
         x = F.interpolate(x, size=(SIZE, SIZE), mode="area")
-    x = F.conv2d(x, _gaussian_window(5, SMOOTH), padding=2)  # see SMOOTH
+    x = _filter(x, _gaussian_window(5, SMOOTH))  # see SMOOTH
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     std = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
     return (x - mean) / std
@@ -110,16 +126,14 @@ def _gaussian_window(size: int = 7, sigma: float = 1.5):
 
 
 def _ssim_to_all(q, refs, window) -> np.ndarray:
-    """SSIM of one standardised image ``q`` (1, 1, s, s) against each of ``refs``."""
-    import torch.nn.functional as F
-
+    """SSIM of one standardised image ``q`` (1, C, s, s) against each of ``refs``
+    (channels averaged)."""
     c1, c2 = 0.01**2 * 16, 0.03**2 * 16  # for standardised images (range about 4)
-    pad = window.shape[-1] // 2
-    mq = F.conv2d(q, window, padding=pad)
-    mr = F.conv2d(refs, window, padding=pad)
-    sq = F.conv2d(q * q, window, padding=pad) - mq**2
-    sr = F.conv2d(refs * refs, window, padding=pad) - mr**2
-    sqr = F.conv2d(q * refs, window, padding=pad) - mq * mr
+    mq = _filter(q, window)
+    mr = _filter(refs, window)
+    sq = _filter(q * q, window) - mq**2
+    sr = _filter(refs * refs, window) - mr**2
+    sqr = _filter(q * refs, window) - mq * mr
     ssim = ((2 * mq * mr + c1) * (2 * sqr + c2)) / ((mq**2 + mr**2 + c1) * (sq + sr + c2))
     return ssim.mean(dim=(1, 2, 3)).numpy()
 
@@ -128,8 +142,8 @@ def closest_record(queries: np.ndarray, references: np.ndarray) -> tuple[np.ndar
     """Each query's distance to its closest reference, as it is or mirrored.
 
     Args:
-        queries: ``(N, S, S)`` images.
-        references: ``(M, S, S)`` images (the site's training set).
+        queries: ``(N, C, S, S)`` (or ``(N, S, S)``) images.
+        references: ``(M, C, S, S)`` images (the site's training set).
 
     Returns:
         ``(pixel_dcr, ssim_dcr)``, each ``(N,)``: standardised RMS difference and
@@ -157,8 +171,8 @@ def gate(
     """Which synthetic images may leave the site.
 
     Args:
-        synthetic: ``(N, S, S)`` generated images in ``[0, 1]``.
-        train: ``(M, S', S')`` the images the generator was trained on (any size; all
+        synthetic: ``(N, C, S, S)`` generated images in ``[0, 1]``.
+        train: ``(M, C, S', S')`` the images the generator was trained on (any size; all
             are compared at :data:`SIZE`).
         holdout: the site's real images the generator never saw.
         quantile: held-out DCR quantile below which a synthetic image is a near-copy.
@@ -190,6 +204,8 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
     a = np.asarray(images, np.float32)
     if len(a) == 0 or a.shape[-1] == size:
         return a
-    x = torch.as_tensor(a)[:, None]
+    x = torch.as_tensor(a)
+    x = x[:, None] if x.ndim == 3 else x
     mode = "area" if a.shape[-1] > size else "bilinear"
-    return F.interpolate(x, size=(size, size), mode=mode)[:, 0].numpy()
+    out = F.interpolate(x, size=(size, size), mode=mode)
+    return (out[:, 0] if a.ndim == 3 else out).numpy()

@@ -29,7 +29,9 @@ def _as_batch(images: np.ndarray, size: int = FEATURE_SIZE):
     import torch
     import torch.nn.functional as F
 
-    x = torch.as_tensor(np.asarray(images, np.float32))[:, None]
+    x = torch.as_tensor(np.asarray(images, np.float32))
+    if x.ndim == 3:  # (N, S, S): one channel
+        x = x[:, None]
     if x.shape[-1] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
     return x
@@ -39,14 +41,15 @@ def random_features(images: np.ndarray, seed: int = 0) -> np.ndarray:
     """``(N, 256)`` features of a seeded random 4-layer CNN (mean and std pooled).
 
     Args:
-        images: ``(N, S, S)`` in ``[0, 1]`` (resized to 64x64).
-        seed: the network's seed (keep it fixed to compare numbers).
+        images: ``(N, C, S, S)`` or ``(N, S, S)`` in ``[0, 1]`` (resized to 64x64).
+        seed: the network's seed (keep it fixed to compare numbers; the first layer
+            follows the channel count, so compare colour with colour only).
     """
     import torch
 
     gen = torch.Generator().manual_seed(seed)
-    widths = (1, 16, 32, 64, 128)
     x = _as_batch(images)
+    widths = (x.shape[1], 16, 32, 64, 128)
     feats = []
     with torch.no_grad():
         for cin, cout in zip(widths[:-1], widths[1:]):
@@ -61,8 +64,8 @@ def frechet_distance(real: np.ndarray, synthetic: np.ndarray, seed: int = 0) -> 
     """Fréchet distance between Gaussians fitted to the two sets' random-CNN features.
 
     Args:
-        real: ``(N, S, S)`` images in ``[0, 1]``.
-        synthetic: ``(M, S', S')`` images in ``[0, 1]``.
+        real: ``(N, C, S, S)`` images in ``[0, 1]``.
+        synthetic: ``(M, C, S', S')`` images in ``[0, 1]``.
         seed: the feature network's seed.
     """
     from scipy import linalg
@@ -92,13 +95,16 @@ def _ssim_parts(x, y, window):
 
 
 def ms_ssim(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """MS-SSIM of pairs ``x[i]``, ``y[i]`` (``(N, S, S)`` in ``[0, 1]``) at 64x64."""
+    """MS-SSIM of pairs ``x[i]``, ``y[i]`` (``(N, C, S, S)`` or ``(N, S, S)`` in
+    ``[0, 1]``) at 64x64; for colour, the mean of the channels' MS-SSIM."""
     import torch
     import torch.nn.functional as F
 
     from common.synth.memorisation import _gaussian_window
 
     a, b = _as_batch(x), _as_batch(y)
+    channels = a.shape[1]
+    a, b = a.reshape(-1, 1, *a.shape[2:]), b.reshape(-1, 1, *b.shape[2:])
     window = _gaussian_window(7, 1.5)
     out = torch.ones(len(a), dtype=torch.float64)
     for level, weight in enumerate(MS_SSIM_WEIGHTS):
@@ -107,7 +113,7 @@ def ms_ssim(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         value = ssim if last else cs
         out = out * value.clamp_min(1e-6).double() ** weight
         a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
-    return out.numpy()
+    return out.reshape(-1, channels).mean(dim=1).numpy()
 
 
 def ms_ssim_diversity(images: np.ndarray, pairs: int = 200, seed: int = 0) -> float:
@@ -202,7 +208,7 @@ def pair_grid_png(
             ax = axes[s * rows_each + k // columns, k % columns]
             ax.axis("off")
             if k < len(images):
-                ax.imshow(images[k], cmap="gray", vmin=0, vmax=1)
+                ax.imshow(display(images[k]), cmap="gray", vmin=0, vmax=1)
                 if np.any(masks[k]) and not np.all(masks[k]):
                     ax.contour(masks[k], levels=[0.5], colors="r", linewidths=0.7)
             if k == 0:
@@ -212,6 +218,14 @@ def pair_grid_png(
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
     return buf.getvalue()
+
+
+def display(image: np.ndarray) -> np.ndarray:
+    """An image for ``imshow``: ``(S, S)`` for one channel, ``(S, S, 3)`` for colour."""
+    image = np.asarray(image, np.float32)
+    if image.ndim == 3:
+        image = image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1)
+    return np.clip(image, 0, 1)
 
 
 def png_base64(png: bytes) -> str:

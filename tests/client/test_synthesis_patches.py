@@ -16,11 +16,11 @@ def test_synth_patch_gives_the_generator_full_resolution_patches(tiny_consortium
     size = run.diffusion_settings().image_size
     assert size < 64
     ptrain, pval = generator_data(train, val, run)
-    assert ptrain.images.shape == (PATCHES_PER_IMAGE * len(train), size, size)
+    assert ptrain.images.shape == (PATCHES_PER_IMAGE * len(train), 1, size, size)
     assert len(pval) == PATCHES_PER_IMAGE * len(val)
     # each patch is a crop of its image, at least half inside the field of view
     k, (y, x) = 0, map(int, str(ptrain.cases[0]).split("#")[1].split(","))
-    assert np.array_equal(ptrain.images[0], train.images[k, y : y + size, x : x + size])
+    assert np.array_equal(ptrain.images[0], train.images[k, :, y : y + size, x : x + size])
     assert train.fov[k, y : y + size, x : x + size].mean() >= 0.5
     again, _ = generator_data(train, val, run)
     assert np.array_equal(again.images, ptrain.images)  # seeded: the generator cache holds

@@ -20,7 +20,7 @@ def _pool(tmp_path, side: int) -> SyntheticPool:
 def test_whole_synthetic_images_are_resized_to_image_size(tmp_path):
     run = RunSettings.from_config({"image-size": 64, "share": "synthetic", "synth-config": "tiny"})
     arrays = _pool(tmp_path, 16).site_arrays(pool_side(run))
-    assert arrays.images.shape == (3, 64, 64)
+    assert arrays.images.shape == (3, 1, 64, 64)
     assert list(arrays.vendors) == ["synthetic (site-1)"] * 3
 
 
@@ -32,5 +32,5 @@ def test_synthetic_patches_keep_their_scale(tmp_path):
     )
     assert pool_side(run) == 16
     arrays = _pool(tmp_path, 16).site_arrays(pool_side(run))
-    assert arrays.images.shape == (3, 16, 16)
+    assert arrays.images.shape == (3, 1, 16, 16)
     assert arrays.masks.sum(axis=(1, 2)).tolist() == [16, 16, 16]

@@ -30,7 +30,7 @@ def test_every_file_has_a_fate_and_counts_add_up(tiny_consortium, tmp_path):
     assert any("without a mask" in r for r in reasons.values())
     assert any(r.startswith("pixel data truncated") for r in reasons.values())
     assert len(arrays) == manifest["sites"][2]["cases"] == report.cases
-    assert arrays.images.shape == (len(arrays), 64, 64) and arrays.images.dtype == np.float16
+    assert arrays.images.shape == (len(arrays), 1, 64, 64) and arrays.images.dtype == np.float16
     assert 0.0 <= float(arrays.images.min()) and float(arrays.images.max()) <= 1.0
     assert set(np.unique(arrays.masks)) <= {0, 1} and arrays.masks.sum() > 0
     saved = json.loads((tmp_path / "state" / "intake_report.json").read_text())
@@ -87,7 +87,7 @@ def test_burned_in_text_is_blanked_for_known_devices(tiny_consortium, tmp_path):
     assert report.counts()[QUARANTINED] == 0
     rows = int(128 * 0.08)
     for pid in burned:
-        band = arrays.images[list(arrays.cases).index(pid), :rows].astype(np.float32)
+        band = arrays.images[list(arrays.cases).index(pid), :, :rows].astype(np.float32)
         assert float(band.std()) < 1e-3  # flat band: the text is gone
 
 

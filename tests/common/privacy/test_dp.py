@@ -167,7 +167,7 @@ def test_poisson_batches_that_draw_nobody_still_take_a_noisy_step():
     n, size = 3, 32
     rng = np.random.default_rng(0)
     data = SiteArrays(
-        images=rng.random((n, size, size)).astype(np.float16),
+        images=rng.random((n, 1, size, size)).astype(np.float16),
         masks=(rng.random((n, size, size)) > 0.9).astype(np.uint8),
         vendors=np.array(["v"] * n),
         cases=np.array([f"c{i}" for i in range(n)]),

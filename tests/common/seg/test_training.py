@@ -71,7 +71,7 @@ def test_patch_training_sees_patches_and_predicts_whole_images(tiny_consortium, 
     data, _ = tiny_consortium
     arrays, _ = prepare_site(data / "site-1", tmp_path / "s1", 64, new_secret=True)
     crop = train_transforms(0, "standard", patch_size=32)
-    sample = {"image": arrays.images[:1].astype(np.float32), "label": arrays.masks[:1]}
+    sample = {"image": arrays.images[0].astype(np.float32), "label": arrays.masks[:1]}
     assert tuple(crop(sample)["image"].shape) == (1, 32, 32)
     settings = TrainSettings(epochs=1, batch_size=4, patch_size=32, patches_per_image=3)
     torch.manual_seed(0)
