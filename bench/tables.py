@@ -22,11 +22,10 @@ def fit(train, heldout, run: RunSettings, epochs: int) -> dict:
     """Train the run's network from its seed on ``train`` for ``epochs``; evaluate."""
     import torch
 
+    from common.data.channels import resolve
     from common.seg.networks import create_network
     from common.seg.training import evaluate
     from common.seg.training import train as train_model
-
-    from common.data.channels import resolve
 
     mode = resolve(run.channels, heldout.channels == 3)  # as the server resolves it
     train, heldout = train.with_channels(mode), heldout.with_channels(mode)

@@ -45,7 +45,9 @@ def _channels(run: RunSettings, evaluator) -> str:
         )
     colour = evaluator is not None and evaluator.data.channels == 3
     mode = resolve(run.channels, colour)
-    logger.info("channels: %s (%s)", mode, "from the run config" if run.channels != "auto" else "auto")
+    logger.info(
+        "channels: %s (%s)", mode, "from the run config" if run.channels != "auto" else "auto"
+    )
     return mode
 
 
@@ -63,16 +65,16 @@ def main(grid: Grid, context: Context) -> None:
     from server.strategies import create_strategy
 
     run = RunSettings.from_config(context.run_config)
-    outputs = RunOutputs(run.out_dir, run, getattr(context, "run_id", None))
-    logger.info("FedSynth run writing to %s", outputs.dir)
+    logger.info("FedSynth run writing to %s", Path(run.out_dir).resolve())
     evaluator = None
     if run.eval_dir:
         evaluator = HeldOutEvaluator(
-            run.eval_dir, Path(outputs.dir) / "heldout-state", run.image_size, run.network
+            run.eval_dir, Path(run.out_dir).resolve() / "heldout-state", run.image_size, run.network
         )
     else:
         logger.warning("eval-dir is empty: no server-side held-out evaluation this run")
     run = replace(run, channels=_channels(run, evaluator))
+    outputs = RunOutputs(run.out_dir, run, getattr(context, "run_id", None))  # channels resolved
     if evaluator is not None:
         evaluator.use_channels(run.channels)
     torch.manual_seed(run.seed)

@@ -54,3 +54,34 @@ def retina_dir() -> Path:
             "these tests need the workplace's shared folder beside the repository"
         )
     return RETINA
+
+
+@pytest.fixture(scope="session")
+def colour_consortium(tmp_path_factory) -> Path:
+    """Two colour sites and a colour held-out set of image folders (``site-1``,
+    ``site-2``, ``heldout`` with two vendors): red lesions on pink mucosa, where the lesion
+    differs from its surroundings in hue more than in brightness."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("colour") / "data"
+    rng = np.random.default_rng(0)
+    groups = {"site-1": ("site-1", 10), "site-2": ("site-2", 10)}
+    groups.update({"heldout/a": ("A", 4), "heldout/b": ("B", 4)})
+    for folder, (vendor, n) in groups.items():
+        out = root / folder
+        (out / "images").mkdir(parents=True)
+        (out / "masks").mkdir()
+        (out / "dataset.json").write_text(json.dumps({"manufacturer": vendor, "model": "cam"}))
+        for i in range(n):
+            yy, xx = np.mgrid[0:48, 0:48] / 48
+            cy, cx, r = *rng.uniform(0.3, 0.7, 2), rng.uniform(0.12, 0.2)
+            lesion = ((yy - cy) ** 2 + (xx - cx) ** 2) < r**2
+            shade = 0.75 + 0.2 * rng.random() + 0.05 * np.sin(9 * xx + 5 * yy)
+            rgb = np.stack([shade, 0.55 * shade, 0.55 * shade], axis=-1)
+            rgb[lesion] = np.stack([shade, 0.3 * shade, 0.3 * shade], axis=-1)[lesion]
+            Image.fromarray((rgb * 255).astype(np.uint8)).save(out / "images" / f"{i}.png")
+            Image.fromarray(lesion.astype(np.uint8) * 255).save(out / "masks" / f"{i}.png")
+    return root

@@ -95,7 +95,7 @@ FEDERATED = {
 def run_config(p: dict, extra: str = "") -> str:
     """The run_config every row shares (as ``fedsynth simulate --run-config``)."""
     return (
-        f"image-size={p['image-size']} channels=\"green\" patch-size={p['patch-size']} "
+        f'image-size={p["image-size"]} channels="green" patch-size={p["patch-size"]} '
         f"patches-per-image={p['patches-per-image']} local-epochs={p['epochs']} "
         f"batch-size=8 learning-rate=0.002 eval-every={p['eval-every']} "
         f"synth-train-steps={p['synth-steps']} synth-n={p['synth-n']} {extra}"

@@ -57,3 +57,25 @@ def test_a_site_with_nothing_usable_stops_the_run_before_any_process(tiny_consor
     with pytest.raises(ConfigError, match=r"site empty: nothing usable .*1 rejected"):
         run_consortium(spec)
     assert not (tmp_path / "work" / "flwr").exists(), "no Flower process should have started"
+
+
+def test_colour_sites_train_an_rgb_model_on_the_simulation_engine(colour_consortium, tmp_path):
+    """channels=auto on colour folders: the server resolves rgb from its held-out set,
+    every site trains a three-channel network, the baselines read colour too."""
+    import torch
+
+    for name in ("site-1", "site-2", "heldout"):
+        shutil.copytree(colour_consortium / name, tmp_path / name)
+    path = _file(tmp_path, {"site-1": "site-1", "site-2": "site-2"})
+    result = CliRunner().invoke(app, ["consortium", "run", path, "--engine", "simulation"])
+    assert result.exit_code == 0, result.output
+    run_dir = next((tmp_path / "work" / "runs").iterdir())
+    assert json.loads((run_dir / "run.json").read_text())["channels"] == "rgb"
+    weights = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    first = next(v for v in weights.values() if v.ndim == 4)
+    assert first.shape[1] == 3  # the global model reads three channels
+    rounds = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(t["site"] for t in rounds[-1]["sites"]["trained"]) == ["site-1", "site-2"]
+    assert {"A cam", "B cam"} <= set(rounds[-1]["heldout"])
+    baselines = json.loads((run_dir / "baselines.json").read_text())
+    assert set(baselines["local-only"]) == {"site-1", "site-2"}
