@@ -4,7 +4,10 @@ Inputs are the files a run directory holds:
 
 * ``metrics.jsonl``: one JSON object per round (held-out metrics per vendor, site records);
 * ``baselines.json`` (optional): local-only and centralised results on the same held-out set;
-* ``run.json``: the run's settings.
+* ``run.json``: the run's settings;
+* ``heldout_cases.png`` (optional): the final global model's best, median and worst
+  held-out case per vendor, drawn by :func:`contact_sheet_png`, shown beside the
+  Dice-over-rounds plot.
 
 Plots are drawn with matplotlib and embedded in the page, so ``report.html`` is one
 self-contained file.
@@ -24,6 +27,7 @@ METRICS_FILE, BASELINES_FILE, RUN_FILE, REPORT_FILE = (
     "run.json",
     "report.html",
 )
+CASES_FILE = "heldout_cases.png"  # the final model's best, median and worst case per vendor
 
 
 def read_rounds(run_dir: Path) -> list[dict]:
@@ -112,6 +116,55 @@ def _plot_rounds(rounds: list[dict], vendors: list[str], baselines: dict) -> str
     out = figure_png(fig)
     plt.close(fig)
     return out
+
+
+def contact_sheet_png(
+    images, references, predictions, dice: list[float], vendors: list[str]
+) -> bytes:
+    """One row per vendor: its best, median and worst case by Dice, each image with the
+    reference outline (green) and the prediction's (magenta).
+
+    Args:
+        images: ``(N, C, S, S)`` in ``[0, 1]`` (C = 1 grey, 3 colour).
+        references: ``(N, S, S)`` reference masks.
+        predictions: ``(N, S, S)`` predicted masks.
+        dice: each case's Dice.
+        vendors: each case's vendor.
+
+    Returns:
+        PNG bytes.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from common.data.imaging import display
+
+    groups = sorted(set(vendors))
+    fig, axes = plt.subplots(len(groups), 3, figsize=(7.2, 2.5 * len(groups) + 0.3), squeeze=False)
+    for row, vendor in enumerate(groups):
+        idx = [i for i, v in enumerate(vendors) if v == vendor]
+        ranked = sorted(idx, key=lambda i: -dice[i])
+        picks = (("best", ranked[0]), ("median", ranked[len(ranked) // 2]), ("worst", ranked[-1]))
+        for col, (label, i) in enumerate(picks):
+            ax = axes[row, col]
+            ax.imshow(display(images[i]), cmap="gray", vmin=0, vmax=1)
+            for mask, colour in ((references[i], "#00d000"), (predictions[i], "#ff00ff")):
+                if np.any(mask) and not np.all(mask):
+                    ax.contour(mask, levels=[0.5], colors=colour, linewidths=0.9)
+            ax.set_title(f"{label}: Dice {dice[i]:.3f}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(f"{vendor}\n({len(idx)} cases)", fontsize=8)
+    fig.suptitle("Final model per vendor (green: reference, magenta: prediction)", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def _plot_comparison(rows: list[tuple[str, dict]], vendors: list[str]) -> str | None:
@@ -240,9 +293,15 @@ def render(run_dir: Path) -> Path:
                 f"<td colspan=5>no reply within the round timeout</td></tr>"
             )
 
-    plots = [
-        p for p in (_plot_rounds(rounds, vendors, baselines), _plot_comparison(rows, vendors)) if p
-    ]
+    over_rounds = _plot_rounds(rounds, vendors, baselines)
+    comparison = _plot_comparison(rows, vendors)
+    cases = run_dir / CASES_FILE
+    beside = [f'<img src="data:image/png;base64,{over_rounds}">'] if over_rounds else []
+    if cases.exists():
+        beside.append(
+            f'<img style="max-width:48%" src="data:image/png;base64,'
+            f'{base64.b64encode(cases.read_bytes()).decode()}">'
+        )
     notes = []
     if baselines:
         notes.append(
@@ -262,7 +321,8 @@ pre{{background:#f6f6f6;padding:8px;font-size:12px}}</style></head><body>
 <p>{len(rounds)} round(s) recorded. Held-out set evaluated at the server, per vendor. HD95 in
 pixels at the training resolution.</p>
 <h2>Results</h2>{"".join(table)}<p>{esc(" ".join(notes))}</p>
-{"".join(f'<img src="data:image/png;base64,{p}">' for p in plots)}
+<div style="display:flex;gap:1em;align-items:flex-start">{"".join(beside)}</div>
+{f'<img src="data:image/png;base64,{comparison}">' if comparison else ""}
 {_synthetic_section(run_dir)}
 <h2>Sites per round</h2><table><tr><th>round</th><th>site</th><th>status</th><th>examples</th>
 <th>train loss</th><th>local val Dice</th><th>train s</th></tr>{"".join(site_rows)}</table>

@@ -44,6 +44,7 @@ class HeldOutEvaluator:
             )
         self.network = network
         self.channels = "auto"
+        self.last: tuple | None = None  # (predictions, per-case metrics) of the last call
         logger.info("held-out set: %d cases, vendors %s", len(self.data), report.vendors)
 
     def use_channels(self, mode: str) -> None:
@@ -52,9 +53,29 @@ class HeldOutEvaluator:
 
     def __call__(self, state_dict: dict) -> dict[str, dict[str, float]]:
         """Metrics of ``state_dict`` on the held-out set (:func:`common.seg.training.evaluate`)."""
+        from common.seg.metrics import summarise
         from common.seg.networks import create_network
-        from common.seg.training import evaluate
+        from common.seg.training import evaluate_cases
 
         model = create_network(self.network, self.data.channels)
         model.load_state_dict(state_dict)
-        return evaluate(model, self.data)
+        self.last = evaluate_cases(model, self.data)
+        return summarise(self.last[1], list(self.data.vendors))
+
+    def contact_sheet(self, path: Path) -> Path | None:
+        """Draw the last evaluated model's best, median and worst case per vendor
+        (:func:`common.report.contact_sheet_png`) to ``path``; None before any evaluation."""
+        from common.report import contact_sheet_png
+
+        if self.last is None:
+            return None
+        preds, per_case = self.last
+        png = contact_sheet_png(
+            self.data.images,
+            self.data.masks * self.data.fov,
+            preds,
+            [c["dice"] for c in per_case],
+            [str(v) for v in self.data.vendors],
+        )
+        path.write_bytes(png)
+        return path

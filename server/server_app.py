@@ -17,6 +17,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from common import keys
 from common.config import RunSettings
+from common.report import CASES_FILE
 
 logger = logging.getLogger(__name__)
 app = ServerApp()
@@ -88,6 +89,8 @@ def main(grid: Grid, context: Context) -> None:
         start = time.perf_counter()
         state = arrays.to_torch_state_dict()
         summary = evaluator(state) if evaluator and run.eval_due(server_round) else None
+        if summary and server_round == run.num_server_rounds:  # the final model's cases
+            evaluator.contact_sheet(outputs.dir / CASES_FILE)
         record = strategy.rounds.get(server_round)
         outputs.record_round(
             server_round,

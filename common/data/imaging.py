@@ -113,3 +113,11 @@ def to_grey(arr: np.ndarray) -> np.ndarray:
     if arr.ndim == 3:
         return arr[..., 1].astype(np.float32) if arr.shape[-1] >= 3 else arr[..., 0]
     return arr.astype(np.float32)
+
+
+def display(image: np.ndarray) -> np.ndarray:
+    """An image for ``imshow``: ``(S, S)`` for one channel, ``(S, S, 3)`` for colour."""
+    image = np.asarray(image, np.float32)
+    if image.ndim == 3:
+        image = image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1)
+    return np.clip(image, 0, 1)

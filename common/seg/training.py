@@ -197,6 +197,13 @@ def predict(model, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0,) + images.shape[2:], np.uint8)
 
 
+def evaluate_cases(model, data: SiteArrays) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """``model``'s masks for ``data`` (outside the field of view cleared) and each case's
+    Dice, IoU and HD95 (:func:`common.seg.metrics.case_metrics`), in ``data``'s order."""
+    preds = predict(model, data.images) * data.fov
+    return preds, [case_metrics(p, m) for p, m in zip(preds, data.masks)]
+
+
 def evaluate(model, data: SiteArrays) -> dict[str, dict[str, float]]:
     """Dice, IoU and HD95 of ``model`` on ``data``, overall and per vendor.
 
@@ -205,6 +212,5 @@ def evaluate(model, data: SiteArrays) -> dict[str, dict[str, float]]:
     Returns:
         :func:`common.seg.metrics.summarise` output.
     """
-    preds = predict(model, data.images) * data.fov
-    per_case = [case_metrics(p, m) for p, m in zip(preds, data.masks)]
+    _, per_case = evaluate_cases(model, data)
     return summarise(per_case, list(data.vendors))

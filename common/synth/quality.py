@@ -21,6 +21,8 @@ import io
 
 import numpy as np
 
+from common.data import imaging
+
 FEATURE_SIZE = 64
 MS_SSIM_WEIGHTS = (0.2, 0.3, 0.5)
 
@@ -208,7 +210,7 @@ def pair_grid_png(
             ax = axes[s * rows_each + k // columns, k % columns]
             ax.axis("off")
             if k < len(images):
-                ax.imshow(display(images[k]), cmap="gray", vmin=0, vmax=1)
+                ax.imshow(imaging.display(images[k]), cmap="gray", vmin=0, vmax=1)
                 if np.any(masks[k]) and not np.all(masks[k]):
                     ax.contour(masks[k], levels=[0.5], colors="r", linewidths=0.7)
             if k == 0:
@@ -218,14 +220,6 @@ def pair_grid_png(
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
     return buf.getvalue()
-
-
-def display(image: np.ndarray) -> np.ndarray:
-    """An image for ``imshow``: ``(S, S)`` for one channel, ``(S, S, 3)`` for colour."""
-    image = np.asarray(image, np.float32)
-    if image.ndim == 3:
-        image = image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1)
-    return np.clip(image, 0, 1)
 
 
 def png_base64(png: bytes) -> str:

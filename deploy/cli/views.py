@@ -208,6 +208,15 @@ def _seconds(s: float) -> str:
     return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
 
 
+def _colour(report) -> str:
+    colour = getattr(report, "colour", 0)
+    if not colour:
+        return "none (greyscale images: one channel)"
+    if colour == report.cases:
+        return f"all {colour} images (RGB kept; the run's channels setting picks what trains)"
+    return f"{colour} of {report.cases} images (the site is cached as RGB, grey images repeated)"
+
+
 def print_intake(console: Console, report, title: str) -> None:
     """Print an intake report: the summary, then every file that was not processed."""
     c = report.counts()
@@ -220,6 +229,7 @@ def print_intake(console: Console, report, title: str) -> None:
         vendors = ", ".join(f"{v} ({n})" for v, n in sorted(report.vendors.items()))
         console.print(
             f"  vendors: {vendors}\n  image sizes: {report.size_summary()}\n"
+            f"  colour: {_colour(report)}\n"
             f"  labels: foreground {100 * report.foreground_fraction:.2f}% of pixels, "
             f"{report.objects_per_case:.2f} objects per case, {report.empty_masks} "
             f"empty masks, {report.second_annotator} cases with a second annotator"
