@@ -8,9 +8,9 @@ own ``dataset.json``, so every table has a column per centre.
 
 Split, about a fifth of each centre held out, the same on every machine and at every run:
 
-* **Kvasir-SEG**: its frames are independent (one frame per polyp finding), so a frame is
-  held out when the first byte of SHA-256(file name) falls below :data:`HELDOUT_SHARE`
-  of 256, as in ``bench/cxr``.
+* **Kvasir-SEG**: its frames are taken as independent (the dataset names no patient,
+  sequence or order), so a frame is held out when the first byte of SHA-256(file name)
+  falls below :data:`HELDOUT_SHARE` of 256, as in ``bench/cxr``.
 * **CVC-ClinicDB**: frames 1-612 are 29 colonoscopy sequences in acquisition order, and
   consecutive frames of one sequence show the same polyp: the unit of the split is the
   sequence. The files do not say where a sequence ends, so :func:`sequences` recovers
@@ -151,7 +151,9 @@ def clinicdb_heldout(seqs, share: float = HELDOUT_SHARE) -> list[int]:
     SHA-256(first frame's file name), each while it brings the held-out frames nearer to
     ``share`` of all (the first always)."""
     total = sum(last - first + 1 for first, last in seqs)
-    order = sorted(range(len(seqs)), key=lambda k: hashlib.sha256(f"{seqs[k][0]}.jpg".encode()).digest())
+    order = sorted(
+        range(len(seqs)), key=lambda k: hashlib.sha256(f"{seqs[k][0]}.jpg".encode()).digest()
+    )
     held, frames = [], 0
     for k in order:
         length = seqs[k][1] - seqs[k][0] + 1
@@ -166,15 +168,33 @@ def _link(target: Path, link: Path) -> None:
     if not target.is_file():
         raise FileNotFoundError(f"{target} is missing: is {POLYP} complete (see its README)?")
     link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() and link.readlink() == target.resolve():
+        return
     if link.is_symlink() or link.exists():
         link.unlink()
     link.symlink_to(target.resolve())
 
 
 def _place(folder: Path, stems: list[str], where: Path) -> None:
-    for stem in stems:
-        _link(folder / "images" / f"{stem}.jpg", where / "images" / f"{stem}.jpg")
-        _link(folder / "masks" / f"{stem}.png", where / "masks" / f"{stem}.png")
+    """Link ``stems``' frames and masks under ``where``; drop links a different split
+    (``quick`` or not) left there. Unchanged links and ``dataset.json`` keep their
+    times, so the intake's fingerprint holds and a prepared cache is reused."""
+    for sub, ext in (("images", ".jpg"), ("masks", ".png")):
+        names = {f"{stem}{ext}" for stem in stems}
+        for stem in stems:
+            _link(folder / sub / f"{stem}{ext}", where / sub / f"{stem}{ext}")
+        for old in (where / sub).iterdir() if (where / sub).is_dir() else ():
+            if old.is_symlink() and old.name not in names:
+                old.unlink()
+
+
+def _write(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def build(out: Path, quick: bool = False) -> dict:
@@ -198,7 +218,7 @@ def build(out: Path, quick: bool = False) -> dict:
     groups: dict = {}
     subset = " (quick: a fifth of each centre)" if quick else ""
 
-    folder, vendor = SITES["kvasir"]
+    folder = SITES["kvasir"][0]
     root = POLYP / folder
     stems = sorted(p.stem for p in (root / "images").glob("*.jpg"))
     stems = [s for s in stems if in_quick(s)] if quick else stems
@@ -209,7 +229,7 @@ def build(out: Path, quick: bool = False) -> dict:
         f"{len(groups['kvasir'])} in the held-out set"
     )
 
-    folder, vendor = SITES["clinicdb"]
+    folder = SITES["clinicdb"][0]
     root = POLYP / folder
     seqs = sequences(root)
     numbers = [k + 1 for k in range(len(seqs)) if not quick or k % 5 == 0]
@@ -220,15 +240,15 @@ def build(out: Path, quick: bool = False) -> dict:
     groups["clinicdb"] = [f for n in held for f in frames[n]]
     split["clinicdb"] = (
         f"{folder}{subset}: {len(parts['clinicdb'])} frames "
-        f"({len(numbers) - len(held)} sequences) at the site, {len(groups['clinicdb'])} "
-        f"({len(held)} sequences) in the held-out set"
+        f"({_count(len(numbers) - len(held), 'sequence')}) at the site, "
+        f"{len(groups['clinicdb'])} ({_count(len(held), 'sequence')}) in the held-out set"
     )
 
     for name, (folder, vendor) in SITES.items():
         _place(POLYP / folder, parts[name], out / name)
         _place(POLYP / folder, groups[name], out / "heldout" / name)
         for where in (out / name, out / "heldout" / name):
-            (where / "dataset.json").write_text(json.dumps(vendor))
+            _write(where / "dataset.json", json.dumps(vendor))
         manifest["sites"].append(
             {"name": name, "dir": name, "vendor": vendor, "cases": len(parts[name])}
         )
@@ -253,7 +273,7 @@ def build(out: Path, quick: bool = False) -> dict:
         split["clinicdb quick sequences"] = [f"{n:02d}" for n in numbers]
     manifest["split"] = split
     out.mkdir(parents=True, exist_ok=True)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    _write(out / "manifest.json", json.dumps(manifest, indent=2))
     return manifest
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import time
 import tomllib
 from pathlib import Path
@@ -230,11 +231,16 @@ def run_consortium(
             if run.registry:  # the coordinator registers each site's ledger key
                 name = f"site-{index}" if spec.engine == "simulation" else site.name
                 site_keys.register(run.registry, name, site_keys.load_or_create(state)[1])
-        held = run_dir / "heldout-state"
+        # The coordinator prepares its held-out set once per workdir; each run gets its own
+        # copy (the server reads it from the run folder and finds it prepared).
+        held = workdir / "heldout-state"
         _, report = _prepare(
             spec.heldout, held, "coordinator's held-out set", run.image_size, console
         )
         _usable(report, "the held-out set", spec.heldout, held)
+        shutil.copytree(
+            held, run_dir / "heldout-state", ignore=shutil.ignore_patterns("quarantine")
+        )
     if run.share != "weights":  # each hospital trains its generator before the run
         with phases("generators", resume="trained generators are kept; a re-run goes on"):
             for node in nodes:

@@ -73,7 +73,8 @@ def test_synthetic_mode_end_to_end(tiny_consortium, tmp_path, prepare):
         assert 0.0 <= r["heldout"]["overall"]["dice"] <= 1.0
 
     pool = np.load(out / "synthetic" / "pool.npz")
-    assert pool["images"].shape == pool["masks"].shape and pool["images"].shape[1:] == (16, 16)
+    assert pool["images"].shape[1:] == (1, 16, 16)  # (k, C, S, S): grey phantoms
+    assert pool["masks"].shape == (len(pool["images"]), 16, 16)
     assert set(np.unique(pool["masks"])) <= {0, 1}
     quality = json.loads((out / "synthetic" / "quality.json").read_text())
     assert quality["n_synthetic"] == len(pool["images"]) and "frechet_distance" in quality

@@ -1,0 +1,235 @@
+"""Polyp segmentation on real colonoscopy frames from two centres: the results table.
+
+Kvasir-SEG (Vestre Viken, Norway) and CVC-ClinicDB (Hospital Clinic, Barcelona) are two
+hospitals; about a fifth of each is the coordinator's held-out set, Kvasir by frame and
+ClinicDB by whole sequence (``layout.py`` documents the split; it is written into the
+results). Every row trains the same network on the same images with the same passes over
+the data, and is scored on the same held-out set: Dice, IoU and HD95 per centre (vendor)
+and overall.
+
+* each centre alone, and centralised (both centres' training frames pooled): plain
+  training, in colour;
+* federated (FedAvg over the two centres), in colour, and ``federated grey``: the same
+  run on one luminance channel (run config ``channels = "grey"``), which says what the
+  colour is worth: consortium runs of the FedSynth apps on Flower's Simulation Engine
+  (:func:`deploy.local.runner.run_consortium`), the same path as ``fedsynth consortium
+  run``.
+
+Intake (de-identification with the strict burned-in text check every image-folder image
+gets: about 0.4 s a Kvasir frame, 0.1 s a ClinicDB frame) runs once per work folder and
+image size: every row, and every later invocation with ``--only``, reads the same
+prepared caches. Its time is reported apart from the rows' (``intake seconds``); a
+federated row's own ``intake seconds`` is the consortium runner preparing the held-out
+set again for its run.
+
+Usage::
+
+    python bench/polyp/run.py            # the table (see README.md for the measured time)
+    python bench/polyp/run.py --quick    # a fifth of each centre, 64 px, 2 rounds
+    python bench/polyp/run.py --only centralised federated
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere
+
+from bench import tables  # noqa: E402
+from bench.polyp import layout  # noqa: E402
+from bench.tables import fit, since  # noqa: E402
+from common.config import RunSettings  # noqa: E402
+
+# rounds x epochs: the passes over the data of every trained row. The full table with a
+# fresh work folder, estimated from the intake's per-frame times and bench/cxr's rows:
+# about 10 minutes of intake, 14 of training (30 at most on 2 cores; README.md).
+FULL = {"image-size": 128, "rounds": 10, "epochs": 2, "quick": False}
+QUICK = {"image-size": 64, "rounds": 2, "epochs": 1, "quick": True}
+SITES = tuple(layout.SITES)
+ROWS = (*(f"{s} alone" for s in SITES), "federated", "federated grey", "centralised")
+CHANNELS = {"federated": "rgb", "federated grey": "grey"}  # every other row: rgb
+TARGETS = {"federated / centralised": 0.95, "rgb - grey": 0.05, "centralised kvasir": 0.75}
+
+
+def run_config(p: dict, channels: str = "rgb") -> dict:
+    """The run_config every row shares; ``channels`` is ``"rgb"`` but for the grey row."""
+    return {
+        "image-size": p["image-size"],
+        "num-server-rounds": p["rounds"],
+        "local-epochs": p["epochs"],
+        "batch-size": 8,
+        "learning-rate": 0.002,
+        "eval-every": p["rounds"],
+        "channels": channels,
+        "registry": "",  # rows re-run the same sites: no key registry across them
+    }
+
+
+def load(data: Path, workdir: Path, run: RunSettings, console: Console):
+    """Every site's training split (as the federated runs use it) and the held-out set."""
+    return tables.load(data, SITES, workdir, run, console)
+
+
+def federated(
+    workdir: Path, data: Path, p: dict, channels: str, console: Console
+) -> tuple[dict, float, dict]:
+    """A consortium of both centres on the Simulation Engine; the held-out metrics after
+    its last round, its wall time and the runner's phase timings."""
+    from deploy.local.runner import run_consortium
+    from deploy.local.spec import ConsortiumSpec, SiteSpec
+
+    spec = ConsortiumSpec(
+        path=workdir / "consortium.toml",
+        workdir=workdir,
+        sites=tuple(SiteSpec(n, (data / n).resolve()) for n in SITES),
+        heldout=(data / "heldout").resolve(),
+        run_config=run_config(p, channels),
+        engine="simulation",
+        baselines=False,
+        trainers=False,
+    )
+    start = time.perf_counter()
+    report = run_consortium(spec, console)
+    rounds = [json.loads(x) for x in (report.parent / "metrics.jsonl").read_text().splitlines()]
+    timings_file = report.parent / "timings.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    return rounds[-1]["heldout"], since(start), timings
+
+
+def targets(result: dict) -> list[str]:
+    """The issue's targets, checked: federated Dice >= 0.95x centralised on each centre;
+    the colour run >= the grey run + 0.05 Dice overall; centralised >= 0.75 Dice on
+    Kvasir."""
+    rows, out = result["rows"], []
+    fed, grey, central = (rows.get(n) for n in ("federated", "federated grey", "centralised"))
+    vendor_of = result.get("vendors", {})
+    limit = TARGETS["federated / centralised"]
+    if fed and central:
+        for vendor, m in central["metrics"].items():
+            if vendor == "overall" or vendor not in fed["metrics"]:
+                continue
+            ratio = fed["metrics"][vendor]["dice"] / m["dice"]
+            verdict = "met" if ratio >= limit else "missed"
+            out.append(
+                f"federated / centralised Dice, {vendor}: {ratio:.3f} (>= {limit}: {verdict})"
+            )
+    if fed and grey:
+        gain = fed["metrics"]["overall"]["dice"] - grey["metrics"]["overall"]["dice"]
+        limit = TARGETS["rgb - grey"]
+        verdict = "met" if gain >= limit else "missed"
+        out.append(f"federated RGB - grey Dice overall: {gain:+.3f} (>= {limit}: {verdict})")
+    vendor = vendor_of.get("kvasir")
+    if central and vendor in central["metrics"]:
+        dice, limit = central["metrics"][vendor]["dice"], TARGETS["centralised kvasir"]
+        verdict = "met" if dice >= limit else "missed"
+        out.append(f"centralised Dice, {vendor}: {dice:.3f} (>= {limit}: {verdict})")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="a fifth of each centre, 64 px, 2 rounds"
+    )
+    parser.add_argument("--only", nargs="*", default=list(ROWS), help=f"rows: {list(ROWS)}")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="laid-out data, prepared caches and runs (default /tmp/fedsynth-polyp, "
+        "/tmp/fedsynth-polyp-quick with --quick); reuse it to skip intake",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="results JSON")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None, help="local epochs per round")
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="training resolution (128; 64 with --quick)"
+    )
+    parser.add_argument("--render", type=Path, default=None, help="only redraw a results JSON")
+    args = parser.parse_args()
+    if args.render:
+        _write_outputs(json.loads(args.render.read_text()), args.render)
+        return
+    for name in args.only:
+        if name not in ROWS:
+            raise SystemExit(f"unknown row {name!r}; choose from {list(ROWS)}")
+    p = dict(QUICK if args.quick else FULL)
+    p["image-size"] = args.image_size or p["image-size"]
+    p["rounds"] = args.rounds or p["rounds"]
+    p["epochs"] = args.epochs or p["epochs"]
+    workdir = args.workdir or Path(f"/tmp/fedsynth-polyp{'-quick' if args.quick else ''}")
+    out = args.out or Path(f"bench/results/polyp{'_quick' if args.quick else ''}.json")
+    console = Console()
+    data = workdir / "data"
+    manifest = layout.build(data, quick=args.quick)
+    run = RunSettings.from_config(run_config(p))
+    started = time.perf_counter()
+    sites, heldout = load(data, workdir, run, console)
+    intake = since(started)
+    console.print(f"intake: {intake:.0f} s (prepared caches under {workdir} are reused)")
+    epochs = p["rounds"] * p["epochs"]  # every row: the same passes over the data
+    rows: dict[str, dict] = {}
+    for name in (n for n in ROWS if n in args.only):
+        start = time.perf_counter()
+        extra = {}
+        if name.endswith(" alone"):
+            metrics = fit(sites[name.split()[0]], heldout, run, epochs)
+        elif name == "centralised":
+            metrics = fit(type(heldout).concat(list(sites.values())), heldout, run, epochs)
+        else:
+            metrics, _, timings = federated(workdir, data, p, CHANNELS[name], console)
+            extra = {"intake seconds": timings.get("intake"), "channels": CHANNELS[name]}
+        rows[name] = {"metrics": metrics, "seconds": since(start), **extra}
+        console.print(
+            f"[bold]{name}[/bold]: Dice {metrics['overall']['dice']:.3f} "
+            + " ".join(f"{v}: {m['dice']:.3f}" for v, m in metrics.items() if v != "overall")
+            + f" ({rows[name]['seconds']:.0f} s)"
+        )
+    vendors = {s["name"]: " ".join(s["vendor"].values()) for s in manifest["sites"]}
+    result = {
+        "measured": time.strftime("%Y-%m-%d %H:%M"),
+        "settings": p,
+        "run_config": run_config(p),
+        "split": manifest["split"],
+        "vendors": vendors,
+        "cases": {
+            **{s: len(a) for s, a in sites.items()},
+            "heldout": len(heldout),
+            "heldout-vendors": {
+                str(v): int((heldout.vendors == v).sum()) for v in set(heldout.vendors)
+            },
+        },
+        "intake seconds": intake,
+        "seconds": since(started),
+        "rows": rows,
+    }
+    if out.exists():  # keep rows measured by earlier --only invocations
+        earlier = json.loads(out.read_text())
+        if earlier.get("settings") == p:
+            result["rows"] = {**earlier.get("rows", {}), **rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    console.print(_write_outputs(result, out))
+    console.print(
+        f"{len(rows)} rows in {result['seconds'] / 60:.1f} min "
+        f"(intake {intake / 60:.1f} min of it); results in {out}"
+    )
+
+
+def _write_outputs(result: dict, out: Path) -> str:
+    """The plot (``.png``) and the Markdown table (``.md``) beside the results JSON."""
+    title = "Polyps in colonoscopy: Kvasir-SEG (Norway) + CVC-ClinicDB (Spain)"
+    tables.plot(result, out.with_suffix(".png"), ROWS, title)
+    text = tables.table(result, ROWS, targets(result))
+    out.with_suffix(".md").write_text(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
