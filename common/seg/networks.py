@@ -27,6 +27,20 @@ def _unet(in_channels: int):
     )
 
 
+def _unet_deep(in_channels: int):
+    from monai.networks.nets import UNet
+
+    return UNet(
+        spatial_dims=2,
+        in_channels=in_channels,
+        out_channels=2,
+        channels=(16, 32, 64, 128, 256),
+        strides=(2, 2, 2, 2),
+        num_res_units=2,
+        norm="instance",
+    )
+
+
 def _segresnet(in_channels: int):
     from monai.networks.nets import SegResNet
 
@@ -41,14 +55,16 @@ def _segresnet(in_channels: int):
     )
 
 
-NETWORKS: dict[str, Callable] = {"unet": _unet, "segresnet": _segresnet}
+NETWORKS: dict[str, Callable] = {"unet": _unet, "unet-deep": _unet_deep, "segresnet": _segresnet}
 
 
 def create_network(name: str, in_channels: int = 1):
     """Build the named 2D segmentation network (2 output classes).
 
     Args:
-        name: one of :data:`NETWORKS` (``"unet"``: MONAI UNet with instance norm;
+        name: one of :data:`NETWORKS` (``"unet"``: MONAI UNet with instance norm, four
+            levels; ``"unet-deep"``: five levels and two residual units per level, a
+            receptive field for objects that fill much of the frame (polyps);
             ``"segresnet"``: MONAI SegResNet with group norm).
         in_channels: image channels (1 for greyscale, 3 for RGB; see
             :func:`common.data.channels.in_channels`).

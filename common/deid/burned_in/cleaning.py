@@ -15,7 +15,10 @@ range, milliseconds a frame) sends what it finds to the strict check.
    and OCR (Tesseract) reads words; every region and every word read
    with confidence >= :data:`MIN_CONFIDENCE` is filled with the median of the pixels
    around it. A region counts as PHI whether or not OCR could read it: small, thin or
-   low-contrast text is exactly what OCR misses;
+   low-contrast text is exactly what OCR misses. The one exception is a colour frame's
+   specular highlight (:func:`_highlight`): a compact whitish region on lit, coloured
+   tissue, inside the image (not at its margins, where overlays are written), not part
+   of a block of lines, and where OCR reads nothing surely;
 3. lines found stacked at one margin make a block, filled whole (a faint line between
    two found ones is covered too: :func:`text_blocks`), and the column that holds the
    block is searched again at twice the size for faint or short lines above and below;
@@ -68,6 +71,19 @@ COLUMN_MARGIN, COLUMN_REACH = 12, 1
 #: Cleaning more than this share of an image would hide the anatomy: quarantine instead.
 MAX_CLEANED_FRACTION = 0.25
 _SMALL = 512  # images smaller than this are read at twice the size (small fonts)
+#: Specular highlights (light reflected by wet mucosa: every endoscopy frame has them)
+#: look like text to the detector. In a colour image, a region is taken for one and left
+#: alone only when all of these hold (:func:`_highlight`): it lies inside the image, not
+#: in the outer ``TEXT_MARGIN`` of its width or height where overlays are written, and is
+#: not one of a block of stacked lines (:func:`text_blocks`: a detector cuts a date into
+#: pieces); it is not a line (narrower than
+#: ``HIGHLIGHT_ASPECT`` times its height: a date, a name or an ID is longer), its brightest
+#: pixel is whitish (every channel >= ``HIGHLIGHT_CORE`` of 255), the ring around it is
+#: lit, coloured tissue (median brightness >= ``TISSUE_LEVEL``, median red minus blue >=
+#: ``TISSUE_CHROMA``), and OCR reads no word in it surely (:data:`VERIFY_CONFIDENCE`,
+#: :data:`VERIFY_CHARACTERS`: Tesseract "reads" glints in textured tissue, rarely surely).
+HIGHLIGHT_ASPECT, HIGHLIGHT_CORE, TEXT_MARGIN = 2.2, 170, 0.2
+TISSUE_LEVEL, TISSUE_CHROMA = 50, 30
 
 
 def fast_check(pixels: np.ndarray, multi_frame: bool = False) -> list[tuple[int, int, int, int]]:
@@ -291,26 +307,73 @@ def _clusters(boxes, shape, margin: int) -> list[tuple[int, int, int, int]]:
 
 
 def _find(
-    frame: np.ndarray, read: bool, sensitive: bool, sure_words: bool = False, near=()
+    frame: np.ndarray,
+    read: bool,
+    sensitive: bool,
+    sure_words: bool = False,
+    near=(),
+    words: bool = True,
 ) -> tuple[list, int, int]:
     """Text-like regions in the frame, and words read around the cleaned boxes ``near``
     (OCR confirms the cleaning where it was done; the detector looks everywhere).
     ``sure_words``: only words read surely (the last check: Tesseract also "reads"
-    textured tissue, rarely this surely)."""
+    textured tissue, rarely this surely). With ``read``, a colour frame's specular
+    highlights are not counted as regions (:func:`_highlight`); ``words=False`` reads
+    nothing else."""
     regions = text_regions(frame, sensitive)
-    words = []
-    if read:
+    if read and frame.ndim == 3 and regions:  # colour: specular highlights are not text
+        u8 = _to_uint8(frame, colour=True)
+        blocks = text_blocks(regions)
+        regions = [r for r in regions if _inside(r, blocks) or not _highlight(u8, r)]
+    found = []
+    if read and words:
         confidence, characters = (
             (VERIFY_CONFIDENCE, VERIFY_CHARACTERS) if sure_words else (MIN_CONFIDENCE, 2)
         )
         margin = max([h for _, _, h, _ in near] + [8]) * 2
         for top, left, height, width in _clusters(near, frame.shape, margin):
             crop = frame[top : top + height, left : left + width]
-            words += [
+            found += [
                 (t + top, le + left, h, w)
                 for t, le, h, w in read_words(crop, confidence, characters)
             ]
-    return regions + words, len(regions), len(words)
+    return regions + found, len(regions), len(found)
+
+
+def _inside(box, blocks) -> bool:
+    """Whether ``box`` lies within one of ``blocks`` (all ``(top, left, height, width)``)."""
+    t, le, h, w = box
+    return any(
+        bt <= t and bl <= le and t + h <= bt + bh and le + w <= bl + bw for bt, bl, bh, bw in blocks
+    )
+
+
+def _highlight(rgb: np.ndarray, box: tuple[int, int, int, int]) -> bool:
+    """Whether a detected region of an 8-bit RGB frame is a specular highlight on tissue
+    rather than text (see :data:`HIGHLIGHT_ASPECT`); OCR has the last word."""
+    top, left, height, width = box
+    rows, cols = rgb.shape[:2]
+    if width >= HIGHLIGHT_ASPECT * height or height == 0:
+        return False
+    my, mx = TEXT_MARGIN * rows, TEXT_MARGIN * cols
+    if top < my or left < mx or top + height > rows - my or left + width > cols - mx:
+        return False  # where overlays are written: text until proven otherwise
+    crop = rgb[top : top + height, left : left + width]
+    if crop.size == 0 or int(crop.min(axis=-1).max()) < HIGHLIGHT_CORE:
+        return False
+    pad = max(4, height // 2)
+    y0, x0 = max(0, top - pad), max(0, left - pad)
+    outer = rgb[y0 : min(rows, top + height + pad), x0 : min(cols, left + width + pad)]
+    inside = np.zeros(outer.shape[:2], bool)
+    inside[top - y0 : top - y0 + height, left - x0 : left - x0 + width] = True
+    ring = outer[~inside].astype(np.float32)
+    if len(ring) == 0:
+        return False
+    if np.median(ring.mean(axis=-1)) < TISSUE_LEVEL:
+        return False
+    if np.median(ring[:, 0] - ring[:, 2]) < TISSUE_CHROMA:
+        return False
+    return not read_words(outer, VERIFY_CONFIDENCE, VERIFY_CHARACTERS)
 
 
 def _check_coverage(frame: np.ndarray, filled, where: str) -> None:
@@ -377,7 +440,7 @@ def clean_image(
         # Located by the detector alone; OCR reads in the check, to confirm the cleaning
         # (what it reads there is cleaned too). Where the sensitive detector finds
         # nothing, nothing is cleaned and there is nothing to confirm.
-        boxes, regions, _ = _find(frame, read=False, sensitive=True)
+        boxes, regions, _ = _find(frame, read=read, sensitive=True, words=False)
         report.regions += regions
         if not boxes:
             continue

@@ -237,6 +237,30 @@ def test_real_colonoscopy_frames_keep_no_readable_date_or_time():
     assert fates["cleaned"] >= 6, fates
 
 
+@needs_detector
+@needs_ocr
+def test_specular_highlights_are_left_alone_and_a_date_cut_into_pieces_is_not():
+    """Glints of light on wet mucosa look like text to the detector: in CVC-ClinicDB
+    frames (no burned-in text at all) compact glints inside the image on tissue stay as
+    they are; a Kvasir date and time the detector finds in short pieces at the frame's
+    margin are still cleaned (short pieces on tissue, but at the margin and stacked)."""
+    from PIL import Image
+
+    cvc = KVASIR.parent / "cvc-clinicdb" / "images"
+    if not cvc.is_dir():
+        pytest.skip(f"real polyp data not found at {cvc} (../shared/data/polyp)")
+    for number in (1, 9, 18):
+        rgb = np.asarray(Image.open(cvc / f"{number}.jpg").convert("RGB"))
+        assert cleaning.text_regions(rgb, sensitive=True), "the detector answers to glints"
+        cleaned, done = burned_in.clean_image(rgb)
+        assert not done.cleaned and cleaned is rgb, f"frame {number}: a glint was filled"
+    rgb = np.asarray(Image.open(KVASIR / "images" / "cju0s690hkp960855tjuaqvv0.jpg"))
+    cleaned, done = burned_in.clean_image(rgb)
+    covered = _covered(rgb.shape[:2], done.boxes)
+    assert covered[90:135, 2:30].mean() > 0.9  # "D.O.B.", "20/11/2014", "09:5x:3x"
+    assert not _dates_and_times(cleaned)
+
+
 def test_the_recipe_is_versioned_and_a_broken_one_is_named(tmp_path):
     from common.errors import ConfigError
 
