@@ -9,6 +9,7 @@ name -> ``metrics`` -> vendor and ``overall`` -> ``dice``, ``iou``, ``hd95``).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -104,3 +105,34 @@ def plot(result: dict, path: Path, order, title: str, ylabel: str = "held-out Di
 def since(start: float) -> float:
     """Seconds since ``start`` (a ``time.perf_counter()``)."""
     return time.perf_counter() - start
+
+
+def record(manifest: dict, p: dict, run_config, sites: dict, heldout, rows: dict, **extra):
+    """The results JSON every table writes: settings, split, case counts, rows."""
+    return {
+        "measured": time.strftime("%Y-%m-%d %H:%M"),
+        "settings": p,
+        "run_config": run_config,
+        "split": manifest["split"],
+        "vendors": {s["name"]: " ".join(s["vendor"].values()) for s in manifest["sites"]},
+        "cases": {
+            **{s: len(a) for s, a in sites.items()},
+            "heldout": len(heldout),
+            "heldout-vendors": {
+                str(v): int((heldout.vendors == v).sum()) for v in set(heldout.vendors)
+            },
+        },
+        **extra,
+        "rows": rows,
+    }
+
+
+def save(result: dict, out: Path) -> None:
+    """Write ``result`` to ``out``, keeping rows an earlier ``--only`` invocation measured
+    with the same settings."""
+    if out.exists():
+        earlier = json.loads(out.read_text())
+        if earlier.get("settings") == result["settings"]:
+            result["rows"] = {**earlier.get("rows", {}), **result["rows"]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))

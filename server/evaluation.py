@@ -43,13 +43,12 @@ class HeldOutEvaluator:
                 f"{report.counts()}; see {state_dir}/intake_report.json"
             )
         self.network = network
-        self.channels = "auto"
         self.last: tuple | None = None  # (predictions, per-case metrics) of the last call
         logger.info("held-out set: %d cases, vendors %s", len(self.data), report.vendors)
 
     def use_channels(self, mode: str) -> None:
         """Evaluate on the channels the run trains on (a resolved ``channels`` mode)."""
-        self.data, self.channels = self.data.with_channels(mode), mode
+        self.data = self.data.with_channels(mode)
 
     def __call__(self, state_dict: dict) -> dict[str, dict[str, float]]:
         """Metrics of ``state_dict`` on the held-out set (:func:`common.seg.training.evaluate`)."""

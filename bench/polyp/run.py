@@ -194,30 +194,16 @@ def main() -> None:
             + " ".join(f"{v}: {m['dice']:.3f}" for v, m in metrics.items() if v != "overall")
             + f" ({rows[name]['seconds']:.0f} s)"
         )
-    vendors = {s["name"]: " ".join(s["vendor"].values()) for s in manifest["sites"]}
-    result = {
-        "measured": time.strftime("%Y-%m-%d %H:%M"),
-        "settings": p,
-        "run_config": run_config(p),
-        "split": manifest["split"],
-        "vendors": vendors,
-        "cases": {
-            **{s: len(a) for s, a in sites.items()},
-            "heldout": len(heldout),
-            "heldout-vendors": {
-                str(v): int((heldout.vendors == v).sum()) for v in set(heldout.vendors)
-            },
-        },
-        "intake seconds": intake,
-        "seconds": since(started),
-        "rows": rows,
-    }
-    if out.exists():  # keep rows measured by earlier --only invocations
-        earlier = json.loads(out.read_text())
-        if earlier.get("settings") == p:
-            result["rows"] = {**earlier.get("rows", {}), **rows}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    result = tables.record(
+        manifest,
+        p,
+        run_config(p),
+        sites,
+        heldout,
+        rows,
+        **{"intake seconds": intake, "seconds": since(started)},
+    )
+    tables.save(result, out)
     console.print(_write_outputs(result, out))
     console.print(
         f"{len(rows)} rows in {result['seconds'] / 60:.1f} min "

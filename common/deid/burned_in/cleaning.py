@@ -74,14 +74,12 @@ _SMALL = 512  # images smaller than this are read at twice the size (small fonts
 #: Specular highlights (light reflected by wet mucosa: every endoscopy frame has them)
 #: look like text to the detector. In a colour image, a region is taken for one and left
 #: alone only when all of these hold (:func:`_highlight`): it lies inside the image, not
-#: in the outer ``TEXT_MARGIN`` of its width or height where overlays are written, and is
-#: not one of a block of stacked lines (:func:`text_blocks`: a detector cuts a date into
-#: pieces); it is not a line (narrower than
-#: ``HIGHLIGHT_ASPECT`` times its height: a date, a name or an ID is longer), its brightest
-#: pixel is whitish (every channel >= ``HIGHLIGHT_CORE`` of 255), the ring around it is
-#: lit, coloured tissue (median brightness >= ``TISSUE_LEVEL``, median red minus blue >=
-#: ``TISSUE_CHROMA``), and OCR reads no word in it surely (:data:`VERIFY_CONFIDENCE`,
-#: :data:`VERIFY_CHARACTERS`: Tesseract "reads" glints in textured tissue, rarely surely).
+#: in the outer ``TEXT_MARGIN`` where overlays are written, nor in a block of stacked
+#: lines (:func:`text_blocks`: a detector cuts a date into pieces); it is narrower than
+#: ``HIGHLIGHT_ASPECT`` times its height (a date, a name or an ID is longer); its brightest
+#: pixel has every channel >= ``HIGHLIGHT_CORE``; the ring around it is lit, coloured
+#: tissue (median brightness >= ``TISSUE_LEVEL``, red minus blue >= ``TISSUE_CHROMA``);
+#: and OCR reads no word in it surely (Tesseract "reads" glints, rarely surely).
 HIGHLIGHT_ASPECT, HIGHLIGHT_CORE, TEXT_MARGIN = 2.2, 170, 0.2
 TISSUE_LEVEL, TISSUE_CHROMA = 50, 30
 
@@ -208,6 +206,18 @@ class Cleaning:
         return bool(self.boxes)
 
 
+def _around(frame: np.ndarray, box, ring: int) -> tuple[np.ndarray, np.ndarray]:
+    """The box grown by ``ring`` pixels (clipped to the frame), and the pixels of that
+    ring alone (``(n,)`` or ``(n, channels)``)."""
+    top, left, height, width = box
+    rows, cols = frame.shape[:2]
+    y0, x0 = max(0, top - ring), max(0, left - ring)
+    outer = frame[y0 : min(rows, top + height + ring), x0 : min(cols, left + width + ring)]
+    inside = np.zeros(outer.shape[:2], bool)
+    inside[top - y0 : top - y0 + height, left - x0 : left - x0 + width] = True
+    return outer, outer[~inside]
+
+
 def _fill(frame: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     """Fill a padded box with the median of a ring of pixels around it; the padded box."""
     top, left, height, width = box
@@ -215,14 +225,7 @@ def _fill(frame: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, 
     rows, cols = frame.shape[:2]
     y0, x0 = max(0, top - pad), max(0, left - pad)
     y1, x1 = min(rows, top + height + pad), min(cols, left + width + pad)
-    ring = max(2, pad)
-    outer = frame[
-        max(0, y0 - ring) : min(rows, y1 + ring), max(0, x0 - ring) : min(cols, x1 + ring)
-    ]
-    inside = np.zeros(outer.shape[:2], bool)
-    oy, ox = y0 - max(0, y0 - ring), x0 - max(0, x0 - ring)
-    inside[oy : oy + (y1 - y0), ox : ox + (x1 - x0)] = True
-    around = outer[~inside]
+    outer, around = _around(frame, (y0, x0, y1 - y0, x1 - x0), max(2, pad))
     value = (
         np.median(around, axis=0)
         if len(around)
@@ -361,12 +364,8 @@ def _highlight(rgb: np.ndarray, box: tuple[int, int, int, int]) -> bool:
     crop = rgb[top : top + height, left : left + width]
     if crop.size == 0 or int(crop.min(axis=-1).max()) < HIGHLIGHT_CORE:
         return False
-    pad = max(4, height // 2)
-    y0, x0 = max(0, top - pad), max(0, left - pad)
-    outer = rgb[y0 : min(rows, top + height + pad), x0 : min(cols, left + width + pad)]
-    inside = np.zeros(outer.shape[:2], bool)
-    inside[top - y0 : top - y0 + height, left - x0 : left - x0 + width] = True
-    ring = outer[~inside].astype(np.float32)
+    outer, ring = _around(rgb, box, max(4, height // 2))
+    ring = ring.astype(np.float32)
     if len(ring) == 0:
         return False
     if np.median(ring.mean(axis=-1)) < TISSUE_LEVEL:
