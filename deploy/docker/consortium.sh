@@ -83,13 +83,13 @@ wait_for_superlink() {
 up() {
   require_images
   e network inspect "$P-net" >/dev/null 2>&1 || e network create "$P-net" >/dev/null
-  own "$WORK/pki" "$WORK/data" "$WORK/registry" "$WORK/superlink" "$WORK/runs"
+  own "$WORK" "$WORK/pki" "$WORK/registry" "$WORK/superlink" "$WORK/runs"
 
   # 1. The coordinator's CA and SuperLink certificate (names: `superlink` for the hospitals
   #    on the network, localhost for the flwr CLI on this machine); one SuperNode key per
   #    hospital, made where the hospital is (here: the same machine); sample data.
   say "CA, SuperLink certificate, SuperNode keys, data in $WORK"
-  local volumes=(-v "$WORK/pki:/pki" -v "$WORK/data:/sample")
+  local volumes=(-v "$WORK/pki:/pki")
   [ -f "$WORK/pki/certs/server.pem" ] \
     || once "$SERVER" fedsynth "${volumes[@]}" -- deploy certs --host superlink --host localhost --host 127.0.0.1 --out /pki/certs >/dev/null
   for site in "${SITES[@]}"; do
@@ -98,7 +98,7 @@ up() {
   done
   if [ ! -d "$WORK/data/heldout" ]; then
     say "no data in $WORK/data: making the sample consortium (${FEDSYNTH_SAMPLE_CASES:-40} patients per hospital)"
-    once "$SERVER" fedsynth "${volumes[@]}" -- sample-data /sample --sites "${#SITES[@]}" \
+    once "$SERVER" fedsynth -v "$WORK:/w" -- sample-data /w/data --sites "${#SITES[@]}" \
       --cases-per-site "${FEDSYNTH_SAMPLE_CASES:-40}" >/dev/null
   fi
 

@@ -7,6 +7,7 @@
 #   FEDSYNTH_RUN_CONFIG  run_config overrides                         (num-server-rounds=5)
 set -euo pipefail
 export FLWR_HOME=${FLWR_HOME:-$(mktemp -d)}
+mkdir -p "$FLWR_HOME"
 cat > "$FLWR_HOME/config.toml" <<TOML
 [superlink]
 default = "consortium"
