@@ -1,7 +1,8 @@
 """The container and cluster files ask for what the entrypoints and tests rely on:
 Flower's image of the pinned version, TLS and SuperNode authentication on, the ports,
-paths and settings the entrypoint scripts read. (No container engine runs here; the
-compose consortium itself is played natively in tests/integration.)"""
+paths and settings the entrypoint scripts read. (The images are built and the consortium
+run in containers by tests/integration/test_containers.py where an engine runs; the
+compose consortium is also played natively in tests/integration.)"""
 
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ def _order() -> list[str]:
 
 def test_images_build_on_flowers_supernode_image_of_the_pinned_version():
     text = (DOCKER / "Dockerfile").read_text()
-    base = re.search(r"^ARG FLWR_IMAGE=(\S+)$", text, re.M).group(1)
-    assert base.startswith(f"flwr/supernode:{flwr.__version__}-"), base
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M).group(1)
+    assert base.startswith(f"docker.io/flwr/supernode:{flwr.__version__}-"), base
     assert f"flwr.__version__ == '{flwr.__version__}'" in text
     for target, script in (("client", "supernode.sh"), ("server", "superlink.sh")):
         stage = text.split(f" AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
@@ -73,7 +74,8 @@ def test_compose_consortium_has_tls_node_auth_and_registers_before_joining():
 
 def test_kubernetes_superlink_runs_the_entrypoint_with_its_certificates_and_state():
     docs = [d for d in yaml.safe_load_all((K8S / "superlink.yaml").read_text()) if d]
-    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    sts = next(d for d in docs if d["kind"] == "Deployment")
+    assert sts["spec"]["replicas"] == 1 and sts["spec"]["strategy"]["type"] == "Recreate"
     service = next(d for d in docs if d["kind"] == "Service")
     pod = sts["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -84,8 +86,10 @@ def test_kubernetes_superlink_runs_the_entrypoint_with_its_certificates_and_stat
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert mounts[env["FEDSYNTH_CERT_DIR"]] == "tls"
     assert str(Path(env["FEDSYNTH_DATABASE"]).parent) in mounts  # on a persistent volume
-    claims = {c["metadata"]["name"] for c in sts["spec"]["volumeClaimTemplates"]}
-    assert mounts["/state"] in claims
+    claims = {d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for path in ("/state", "/srv/runs"):  # kept across restarts: claims this file makes
+        assert volumes[mounts[path]]["persistentVolumeClaim"]["claimName"] in claims
     port = int(env["FEDSYNTH_PORT"])
     assert container["ports"][0]["containerPort"] == port
     assert service["spec"]["ports"][0]["port"] == port
