@@ -372,11 +372,14 @@ def write_consortium(
 
     The files are written to ``out.part`` first, which becomes ``out`` once complete: an
     interrupted run leaves no half consortium (the next one starts ``out.part`` afresh).
+    An ``out`` that exists empty (a container's volume, whose parent is not writable) is
+    filled through ``out/.part`` instead, ``manifest.json`` moved in last.
     """
     final = Path(out)
-    if final.exists() and any(final.iterdir()):
+    if final.exists() and any(p.name != ".part" for p in final.iterdir()):
         raise FileExistsError(f"{final} is not empty; choose a new folder or delete it first")
-    out = final.with_name(final.name + ".part")
+    inside = final.is_dir()
+    out = final / ".part" if inside else final.with_name(final.name + ".part")
     if out.exists():
         shutil.rmtree(out)
     sites = default_sites(n_sites, cases_per_site)
@@ -425,7 +428,12 @@ def write_consortium(
         )
     manifest["heldout"] = {"dir": "heldout", "vendors": held}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    out.replace(final)  # an empty ``final`` folder is replaced too
+    if inside:  # the manifest last: its presence says the consortium is complete
+        for child in sorted(out.iterdir(), key=lambda p: p.name == "manifest.json"):
+            child.replace(final / child.name)
+        out.rmdir()
+    else:
+        out.replace(final)
     return manifest
 
 

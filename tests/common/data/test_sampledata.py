@@ -68,6 +68,23 @@ def test_generator_is_deterministic(tmp_path):
     assert all(x.read_bytes() == y.read_bytes() for x, y in zip(fa, fb))
 
 
+def test_fills_an_existing_empty_folder_whose_parent_is_read_only(tmp_path):
+    """A container's volume: the folder exists, empty, and its parent is not writable."""
+    volume = tmp_path / "mnt" / "sample"
+    volume.mkdir(parents=True)
+    inode = volume.stat().st_ino  # a mount point cannot be replaced, only filled
+    (tmp_path / "mnt").chmod(0o555)
+    try:
+        made = write_consortium(volume, n_sites=1, cases_per_site=4, heldout_per_vendor=1)
+    finally:
+        (tmp_path / "mnt").chmod(0o755)
+    assert volume.stat().st_ino == inode
+    assert [p.name for p in (tmp_path / "mnt").iterdir()] == ["sample"]
+    assert sorted(p.name for p in volume.iterdir()) == ["heldout", "manifest.json", "site-1"]
+    assert json.loads((volume / "manifest.json").read_text()) == made
+    assert len(list((volume / "site-1").rglob("*.dcm"))) >= 4
+
+
 def test_refuses_to_overwrite(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "keep.txt").write_text("mine")
