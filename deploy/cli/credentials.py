@@ -27,14 +27,17 @@ def certs(
     days: int = typer.Option(825, help="Validity of the SuperLink certificate, in days."),
 ) -> None:
     """Make the consortium CA and the SuperLink's TLS certificate."""
-    from deploy.local.certs import make_certificates
+    from deploy.local.certs import make_certificates, san_hosts
 
     try:
         paths = make_certificates(out, host, days)
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
-    console.print(f"SuperLink certificate for {', '.join(host)}, signed by a new consortium CA:")
+    console.print(
+        f"SuperLink certificate for {', '.join(san_hosts(host))} (the loopback names are "
+        "for its own SuperExec), signed by a new consortium CA:"
+    )
     for label, path in paths.items():
         console.print(f"  {label:12} {path}")
     console.print(

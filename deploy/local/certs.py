@@ -38,11 +38,21 @@ def _write(path: Path, data: bytes, private: bool) -> Path:
     return path
 
 
+# The SuperLink's own SuperExec reaches it on the loopback over the same TLS port (Flower
+# 1.41): a certificate without these names fails every run ("IP address mismatch").
+LOOPBACK = ("localhost", "127.0.0.1")
+
+
+def san_hosts(hosts: list[str]) -> list[str]:
+    """The names a SuperLink certificate holds: ``hosts``, then the loopback, once each."""
+    return list(dict.fromkeys([*hosts, *LOOPBACK]))
+
+
 def _san(hosts: list[str]):
     from cryptography import x509
 
     names = []
-    for h in hosts:
+    for h in san_hosts(hosts):
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(h)))
         except ValueError:
@@ -57,6 +67,7 @@ def make_certificates(out: str | Path, hosts: list[str], days: int = 825) -> dic
         out: folder to write ``ca.crt``, ``ca.key`` (0600), ``server.pem``, ``server.key`` (0600).
         hosts: the names and addresses SuperNodes use to reach the SuperLink
             (e.g. ``coordinator.example.org``, ``10.0.0.5``); the first is the subject.
+            ``localhost`` and ``127.0.0.1`` are always added (:data:`LOOPBACK`).
         days: validity of the server certificate (the CA gets twice as long).
 
     Returns:

@@ -148,7 +148,12 @@ def test_three_hospitals_in_containers_tls_node_auth_restart_rejoins(images, tmp
         assert "ca.key" not in mounts and "/keys/" not in mounts, mounts
 
         run = subprocess.Popen(
-            ["bash", script, "run", "num-server-rounds=4 local-epochs=2 min-sites=3 round-timeout=300"],
+            [
+                "bash",
+                script,
+                "run",
+                "num-server-rounds=4 local-epochs=2 min-sites=3 round-timeout=300",
+            ],
             env={**os.environ, "FEDSYNTH_ENGINE": ENGINE, "RUN_NAME": "t", **env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -169,7 +174,9 @@ def test_three_hospitals_in_containers_tls_node_auth_restart_rejoins(images, tmp
         assert _inspect(site2, "{{.State.StartedAt}}") != before  # it really restarted
 
         rounds = _metrics(metrics)
-        trained = {r["round"]: {t["site"] for t in r["sites"]["trained"]} for r in rounds if r["round"]}
+        trained = {
+            r["round"]: {t["site"] for t in r["sites"]["trained"]} for r in rounds if r["round"]
+        }
         assert trained[4] == {"site-1", "site-2", "site-3"}, trained
         assert any("site-2" in trained[n] for n in trained if n > restarted_in + 1), trained
         assert "overall" in rounds[-1]["heldout"]
@@ -179,7 +186,9 @@ def test_three_hospitals_in_containers_tls_node_auth_restart_rejoins(images, tmp
         assert "OK: 4 ledger(s) verify" in verified, verified  # 3 sites + the consortium's
         for name in ("superlink", "site-1", "site-2", "site-3"):
             log = subprocess.run(
-                [ENGINE, "logs", f"{env['FEDSYNTH_PROJECT']}-{name}"], capture_output=True, text=True
+                [ENGINE, "logs", f"{env['FEDSYNTH_PROJECT']}-{name}"],
+                capture_output=True,
+                text=True,
             )
             text = log.stdout + log.stderr
             assert "FEDSYNTH_INSECURE" not in text and "FEDSYNTH_NODE_AUTH" not in text, name
