@@ -54,6 +54,8 @@ echo "build: base $BASE_IMAGE, engine $ENGINE ($("$ENGINE" --version))"
 # 2. Build-time inputs from this machine.
 args=(--network "${BUILD_NETWORK:-host}" --build-arg "BASE_IMAGE=$BASE_IMAGE")
 podman=0; [ "$(basename "$ENGINE")" = podman ] && podman=1
+# docker needs BuildKit for the build-time mounts (secrets, the wheel folder)
+[ $podman = 1 ] || export DOCKER_BUILDKIT=1
 conf=$work/pip.conf; : > "$conf"; cert=${CA_BUNDLE:-}; links=()
 if [ -n "${PIP_CONF:-}" ]; then
   cp "$PIP_CONF" "$conf"
@@ -102,12 +104,17 @@ if [ -z "$wheels" ]; then
     if compgen -G "$d/torch-2.13.0+cpu-cp311-*.whl" >/dev/null; then wheels=$d; break; fi
   done
 fi
+# The wheel folder the Dockerfile mounts (.build-wheels in the context; never copied
+# into a layer): the torch wheel linked in, or nothing.
+rm -rf .build-wheels; mkdir .build-wheels
 if [ -n "$wheels" ]; then
-  args+=(--build-context "wheels=$wheels" --build-arg TORCH_INDEX=)
+  for whl in "$wheels"/torch-2.13.0+cpu-cp311-*.whl; do
+    ln "$whl" .build-wheels/ 2>/dev/null || cp "$whl" .build-wheels/
+  done
+  args+=(--build-arg TORCH_INDEX=)
   echo "build: the CPU torch wheel from $wheels"
-else
-  mkdir "$work/wheels"; args+=(--build-context "wheels=$work/wheels")
 fi
+trap 'rm -rf "$work" .build-wheels' EXIT
 
 # 3. Build.
 for t in "${targets[@]}"; do

@@ -107,7 +107,8 @@ def test_images_are_small_run_as_app_and_keep_no_build_input(images):
             image,
             "id -u; ls -A /run/secrets 2>/dev/null | wc -l; pip config list; "
             "touch /app/x /opt/fedsynth/x 2>&1 | grep -c 'Permission denied'; "
-            "tesseract --version 2>&1 | head -1; fedsynth --help >/dev/null && echo cli-ok",
+            "tesseract --version 2>&1 | head -1; fedsynth --help >/dev/null && echo cli-ok; "
+            "echo home-not-app=$(find /home/app ! -user app | wc -l)",
         )
         lines = out.splitlines()
         assert lines[0] == "49999", out  # not root
@@ -117,6 +118,7 @@ def test_images_are_small_run_as_app_and_keep_no_build_input(images):
         assert "2" in lines, out  # code and environment are read-only to the user
         assert any(x.startswith("tesseract 5") for x in lines), out
         assert "cli-ok" in lines, out
+        assert "home-not-app=0" in lines, out  # the build left nothing of root's in $HOME
         entry = _inspect(image, "{{json .Config.Entrypoint}}")
         script = "supernode.sh" if target == "client" else "superlink.sh"
         assert script in entry, entry
