@@ -171,7 +171,9 @@ verify() {
 down() {
   local names=("$P-superlink")
   for site in "${SITES[@]}"; do names=("$P-$site" "${names[@]}"); done
-  for n in "${names[@]}"; do e rm -f -t 30 "$n" >/dev/null 2>&1 || e rm -f "$n" >/dev/null 2>&1 || true; done
+  # SIGTERM with a grace period first (a hospital finishes writing its ledger), then remove.
+  e stop -t 30 "${names[@]}" >/dev/null 2>&1 || true
+  e rm -f "${names[@]}" >/dev/null 2>&1 || true
   e network rm "$P-net" >/dev/null 2>&1 || true
   say "down (files kept in $WORK)"
 }
