@@ -1,7 +1,7 @@
 """The container and cluster files ask for what the entrypoints and tests rely on:
 Flower's image of the pinned version, TLS and SuperNode authentication on, the ports,
 paths and settings the entrypoint scripts read. (The images are built and the consortium
-run in containers by tests/integration/test_containers.py where an engine runs; the
+run in containers by tests/integration/test_container_images.py where an engine runs; the
 compose consortium is also played natively in tests/integration.)"""
 
 from __future__ import annotations
