@@ -12,6 +12,16 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def validation_count(cases: int, val_fraction: float) -> int:
+    """How many of ``cases`` :meth:`SiteArrays.split` holds out for validation: none
+    below 5 cases, else ``round(cases * val_fraction)`` and at least one."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if cases < 5 or val_fraction == 0:
+        return 0
+    return max(1, int(round(cases * val_fraction)))
+
+
 @dataclass
 class SiteArrays:
     """A site's preprocessed cases, ready for training. Indexes line up across fields.
@@ -59,12 +69,8 @@ class SiteArrays:
         Returns:
             ``(train, val)``; ``val`` is empty when there are fewer than 5 cases.
         """
-        if not 0.0 <= val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         order = np.argsort([hashlib.sha256(f"{seed}:{c}".encode()).hexdigest() for c in self.cases])
-        n_val = int(round(len(self) * val_fraction)) if len(self) >= 5 else 0
-        if val_fraction > 0 and len(self) >= 5:
-            n_val = max(1, n_val)
+        n_val = validation_count(len(self), val_fraction)
         return self.subset(np.sort(order[n_val:])), self.subset(np.sort(order[:n_val]))
 
     @staticmethod

@@ -85,8 +85,9 @@ class RoundPlan:
     max_physical_batch: int = 8
 
 
-def _calibrated_noise(settings: DPSettings, q: float, steps: int, state_dir: Path | None) -> float:
-    """Noise for ``settings.epsilon`` over the run; cached, as calibration takes seconds."""
+def calibrated_noise(settings: DPSettings, q: float, steps: int, state_dir: Path | None) -> float:
+    """Noise for ``settings.epsilon`` over the run (``steps`` a round, ``settings.rounds``
+    rounds); cached in ``STATE/privacy/noise_cache.json``, as calibration takes seconds."""
     total = steps * settings.rounds
     key = f"{settings.epsilon}|{settings.delta}|{q:.10f}|{total}|{settings.accountant}"
     cache = state_dir / "privacy" / "noise_cache.json" if state_dir else None
@@ -118,7 +119,7 @@ def plan_round(
     batches = math.ceil(n_train / batch_size)
     q = 1.0 / batches  # what Opacus's DPDataLoader uses for a loader of that length
     steps = epochs * batches
-    noise = settings.noise_multiplier or _calibrated_noise(
+    noise = settings.noise_multiplier or calibrated_noise(
         settings, q, steps, Path(state_dir) if state_dir else None
     )
     return RoundPlan(

@@ -26,6 +26,7 @@ from rich.table import Table
 from deploy.cli import privacy
 from deploy.cli.consortium import consortium_app
 from deploy.cli.credentials import deploy_app
+from deploy.cli.privacy_plan import plan_line, privacy_app
 from deploy.cli.synth import synth_app
 from deploy.cli.views import print_intake, progress_bar
 
@@ -46,6 +47,7 @@ site_app = typer.Typer(no_args_is_help=True, help="What a hospital runs on its o
 app.add_typer(consortium_app, name="consortium", rich_help_panel=TRY)
 app.add_typer(site_app, name="site", rich_help_panel=HOSPITAL)
 app.add_typer(synth_app, name="synth", rich_help_panel=HOSPITAL)
+app.add_typer(privacy_app, name="privacy", rich_help_panel=HOSPITAL)
 app.add_typer(privacy.server_app, name="server", rich_help_panel=COORDINATOR)
 app.add_typer(privacy.audit_app, name="audit", rich_help_panel=AUDITOR)
 app.add_typer(deploy_app, name="deploy", rich_help_panel=DEPLOY)
@@ -140,6 +142,11 @@ def site_prepare(
 
     _, public = site_keys.load_or_create(state_dir)
     console.print(f"ledger key: {public}  (register it: fedsynth server register-site NAME KEY)")
+    if report.cases:
+        from common.data.arrays import validation_count
+
+        units = report.cases - validation_count(report.cases, 0.2)
+        console.print(plan_line(units, state_dir) + "; details: fedsynth privacy plan")
     if report.cases == 0:
         console.print("[yellow]no usable case: this site would decline every round[/]")
         raise typer.Exit(1)

@@ -49,6 +49,8 @@ def test_sample_data_then_site_prepare(tmp_path):
     res = runner.invoke(app, [*prepare, "--new-secret"])
     assert res.exit_code == 0, res.output
     assert "4 usable cases" in res.output
+    # 4 cases, none held back below 5: a DP run would teach nothing, and it says so
+    assert 'privacy, if the run uses dp="local": no learning (4 patients' in res.output
     secret = (tmp_path / "state" / "site.secret").read_bytes()
     res = runner.invoke(app, [*prepare, "--new-secret", "--force"])
     assert res.exit_code == 2 and "never replaced" in res.output

@@ -1,0 +1,116 @@
+"""`fedsynth privacy plan`: what a site's ε will buy, before a run spends it.
+
+Also :func:`plan_line`, the one line `fedsynth site prepare` prints for the
+consortium's default settings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+privacy_app = typer.Typer(
+    no_args_is_help=True, help="A site's privacy: plan it before a run (DP-SGD)."
+)
+
+
+def training_patients(state_dir: Path, val_fraction: float) -> int:
+    """Training cases of a prepared site: its usable cases less the validation split."""
+    from common.data.arrays import validation_count
+
+    report = Path(state_dir) / "intake_report.json"
+    if not report.exists():
+        raise FileNotFoundError(
+            f"{report} not found: prepare the site first (fedsynth site prepare "
+            f"--data-dir D --state-dir {state_dir}) or give --patients N"
+        )
+    cases = int(json.loads(report.read_text())["cases"])
+    return cases - validation_count(cases, val_fraction)
+
+
+def _defaults() -> dict:
+    from deploy.local.runner import default_run_config
+
+    return default_run_config()
+
+
+def plan_line(units: int, state_dir: Path | None = None) -> str:
+    """``site prepare``'s line: the plan at the consortium's default DP settings."""
+    from common.privacy.planner import plan
+
+    run = _defaults()
+    p = plan(
+        units,
+        float(run["dp-epsilon"]),
+        float(run["dp-delta"]),
+        int(run["num-server-rounds"]),
+        int(run["local-epochs"]),
+        int(run["batch-size"]),
+        str(run["dp-accountant"]),
+        state_dir=state_dir,
+    )
+    return f'privacy, if the run uses dp="local": {p.verdict} ({p.describe()})'
+
+
+@privacy_app.command("plan")
+def plan_command(
+    patients: int = typer.Option(0, help="Training patients at the site (0: read --state-dir)."),
+    state_dir: Path | None = typer.Option(None, help="A prepared site's state folder."),
+    val_fraction: float = typer.Option(0.2, help="As the site's node_config val-fraction."),
+    epsilon: float | None = typer.Option(
+        None, help="The run's dp-epsilon (default: its run config)."
+    ),
+    delta: float | None = typer.Option(None, help="The run's dp-delta."),
+    rounds: int | None = typer.Option(None, help="The run's num-server-rounds."),
+    epochs: int | None = typer.Option(None, help="The run's local-epochs."),
+    batch_size: int | None = typer.Option(None, help="The run's batch-size (logical batch)."),
+    accountant: str | None = typer.Option(None, help="prv | rdp."),
+) -> None:
+    """For the site's patients and the run's ε, δ, rounds, epochs and batch: the noise
+    multiplier, the noise against the clipped signal, a verdict, and what would change it.
+
+    Nothing is spent: no data is read beyond the count in the site's intake report.
+    """
+    from common.errors import ConfigError
+    from common.privacy.planner import alternatives, plan
+
+    run = _defaults()
+    try:
+        units = patients
+        if not units and state_dir is not None:
+            units = training_patients(state_dir, val_fraction)
+        if units < 1:
+            raise ConfigError("give --patients N or --state-dir of a prepared site with cases")
+        base = plan(
+            units,
+            epsilon if epsilon is not None else float(run["dp-epsilon"]),
+            delta if delta is not None else float(run["dp-delta"]),
+            rounds if rounds is not None else int(run["num-server-rounds"]),
+            epochs if epochs is not None else int(run["local-epochs"]),
+            batch_size if batch_size is not None else int(run["batch-size"]),
+            accountant or str(run["dp-accountant"]),
+            state_dir=state_dir,
+        )
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    colour = {"no learning": "red", "learns, at a cost": "yellow"}.get(base.verdict, "green")
+    console.print(f"[bold {colour}]{base.verdict}[/]: {base.describe()}")
+    options = alternatives(base, state_dir)
+    if not options:
+        if base.verdict != "close to non-DP":
+            console.print(
+                "No change of batch, rounds or a larger ε (up to 4×) lifts the verdict: "
+                'share synthetic data instead (share="synthetic"), or join without DP.'
+            )
+        return
+    table = Table("change", "noise multiplier", "signal/noise over the run", "verdict")
+    for label, p in options:
+        table.add_row(label, f"{p.noise_multiplier:.2f}", f"{p.run_signal_to_noise:.0f}", p.verdict)
+    console.print("What would change it:")
+    console.print(table)
