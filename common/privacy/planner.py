@@ -13,11 +13,14 @@ that noise is against the clipped signal:
   the clipped signal ends ``√T · B / σ`` times the noise (the run's signal-to-noise).
 
 The verdict reads the run's signal-to-noise against what was measured on this project's
-consortia (``bench/README.md``, *Held-out Dice under DP*): no learning at all at 22–52
-(the sample sites, 32 training images, and the retina sites, 11 and 16), 0.88–0.91× of
-the non-DP Dice at 116–179 (Montgomery 110 and JSRT 200 chest X-rays at ε = 8) and
-0.95× at 318 (Shenzhen, 450). The thresholds below sit between those rows; they are a
-forecast to check against each new measurement, not a guarantee.
+consortia (local DP, δ = 1e-5, per image): no learning at all at 20–52 (the sample
+sites, 32 training images: 42 and 20 at ε = 10 and 3 in ``bench/README.md``, *Held-out
+Dice under DP*, 52 in the demo's 12 rounds × 3 epochs; the retina sites, 16 and 11
+images, also stayed near their floor at ε = 10); on the chest
+X-ray sites at ε = 8 (6 rounds × 2 epochs, batch 8, 2026-12) 0.88× of the non-DP Dice at
+114 (Montgomery, 110 images), 0.91× at 179 (JSRT, 200) and 0.95× at 314 (Shenzhen, 450).
+The thresholds below sit between those rows; they are a forecast to check against each
+new measurement, not a guarantee.
 """
 
 from __future__ import annotations
@@ -91,8 +94,8 @@ class PrivacyPlan:
         expect = {
             "no learning": f"expect no learning (measured from about {NO_LEARNING:.0f} on)",
             "learns, at a cost": "expect learning, below the non-DP model (measured "
-            "0.88-0.91x of its Dice at 116-179)",
-            "close to non-DP": "expect close to the non-DP model (measured 0.95x at 318)",
+            "0.88-0.91x of its Dice at 114-179)",
+            "close to non-DP": "expect close to the non-DP model (measured 0.95x at 314)",
         }[self.verdict]
         return (
             f"{self.units} patients: at ε = {self.epsilon:g} (δ = {self.delta:g}) over "
