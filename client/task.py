@@ -123,12 +123,21 @@ def train_round(
     settings = run.train_settings(server_round, site_seed(site), proximal_mu)
     plan = accountant = None
     if dp.enabled:
-        plan, accountant = _check_budget(site, dp, len(train_data), settings)
+        # the privacy unit is the patient: the accountant counts the site's patients
+        plan, accountant = _check_budget(site, dp, train_data.patients, settings)
     model = _model(run, weights, train_data.channels)
     stats = train(model, train_data, settings, dp=plan)
     dp_record = None
     if plan is not None:
-        dp_record = charge(plan, accountant, site.state_dir, stats.steps, dp.budget)
+        dp_record = charge(
+            plan,
+            accountant,
+            site.state_dir,
+            stats.steps,
+            dp.budget,
+            unit="patient",
+            patients=train_data.patients,
+        )
     # Under DP only what the mechanism covers leaves: the weights. Loss and validation
     # Dice are computed from the data without noise, so they stay at the site.
     val_dice = float("nan")

@@ -13,8 +13,8 @@ import numpy as np
 
 
 def validation_count(cases: int, val_fraction: float) -> int:
-    """How many of ``cases`` :meth:`SiteArrays.split` holds out for validation: none
-    below 5 cases, else ``round(cases * val_fraction)`` and at least one."""
+    """How many of ``cases`` patients :meth:`SiteArrays.split` holds out for validation:
+    none below 5, else ``round(cases * val_fraction)`` and at least one."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if cases < 5 or val_fraction == 0:
@@ -55,23 +55,38 @@ class SiteArrays:
 
         return SiteArrays(**{**self.__dict__, "images": select(self.images, mode)})
 
+    @property
+    def patients(self) -> int:
+        """Distinct patients (``cases`` holds each image's patient pseudonym; an image
+        folder's image is a patient of its own)."""
+        return len(np.unique(self.cases))
+
+    def patient_images(self) -> list[np.ndarray]:
+        """For each distinct patient, in sorted pseudonym order, the indexes of its images."""
+        _, inverse = np.unique(self.cases, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        return np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+
     def subset(self, index: np.ndarray) -> SiteArrays:
         """The cases at ``index`` (an integer or boolean array)."""
         return SiteArrays(**{k: getattr(self, k)[index] for k in self.__dataclass_fields__})
 
     def split(self, val_fraction: float, seed: int = 0) -> tuple[SiteArrays, SiteArrays]:
-        """Deterministic train/validation split by case pseudonym.
+        """Deterministic train/validation split by patient: a patient's images are all on
+        one side.
 
         Args:
-            val_fraction: share of cases held out for local validation (0 gives none).
+            val_fraction: share of patients held out for local validation (0 gives none).
             seed: changes the split.
 
         Returns:
-            ``(train, val)``; ``val`` is empty when there are fewer than 5 cases.
+            ``(train, val)``; ``val`` is empty when there are fewer than 5 patients.
         """
-        order = np.argsort([hashlib.sha256(f"{seed}:{c}".encode()).hexdigest() for c in self.cases])
-        n_val = validation_count(len(self), val_fraction)
-        return self.subset(np.sort(order[n_val:])), self.subset(np.sort(order[:n_val]))
+        patients = np.unique(self.cases)
+        order = np.argsort([hashlib.sha256(f"{seed}:{c}".encode()).hexdigest() for c in patients])
+        held = patients[order[: validation_count(len(patients), val_fraction)]]
+        val = np.isin(self.cases, held)
+        return self.subset(~val), self.subset(val)
 
     @staticmethod
     def concat(parts: list[SiteArrays]) -> SiteArrays:

@@ -78,6 +78,7 @@ class IntakeReport:
     data_dir: str
     files: list[FileFate] = field(default_factory=list)
     cases: int = 0
+    patients: int = 0  # distinct patient pseudonyms (DP's privacy unit); 0 in old reports
     vendors: dict[str, int] = field(default_factory=dict)
     image_sizes: dict[str, int] = field(default_factory=dict)
     foreground_fraction: float = 0.0
@@ -464,6 +465,7 @@ def _summarise(report: IntakeReport, cases: list[_Case], arrays: SiteArrays) -> 
     from scipy import ndimage
 
     report.cases = len(cases)
+    report.patients = len({c.case for c in cases})
     report.vendors = dict(Counter(c.vendor for c in cases))
     report.colour = sum(c.image.ndim == 3 for c in cases)
     sizes = Counter(f"{c.image.shape[1]}x{c.image.shape[0]}" for c in cases)

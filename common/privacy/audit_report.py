@@ -29,6 +29,7 @@ class SiteSummary:
     budget: float | None = None
     curve: list[tuple[int, float]] = field(default_factory=list)  # (release number, ε)
     accountant: str = ""
+    unit: str = ""  # what ε protects: "patient", or "image" if any release counted images
 
     @property
     def budget_left(self) -> float | None:
@@ -56,6 +57,9 @@ def summarise(paths: list[str | Path]) -> list[SiteSummary]:
                 s.epsilon = dp["epsilon_total"] if s.epsilon is not None else None
                 s.delta, s.budget, s.accountant = dp["delta"], dp.get("budget"), dp["accountant"]
                 s.curve.append((len(s.curve) + 1, dp["epsilon_total"]))
+                # entries from before patient-level DP counted images
+                unit = dp.get("unit", "image")
+                s.unit = "image" if "image" in (s.unit, unit) else unit
             elif entry["kind"] in ("weights", "synthetic"):
                 s.epsilon = None  # a release without DP: no finite ε covers this site
         out.append(s)
@@ -76,6 +80,7 @@ def table(summaries: list[SiteSummary]) -> list[dict]:
             "runs": len(s.runs),
             "epsilon": eps(s.epsilon),
             "delta": "" if s.delta is None else f"{s.delta:g}",
+            "per": s.unit,
             "budget": "none" if s.budget is None else f"{s.budget:g}",
             "left": "" if s.budget_left is None else f"{s.budget_left:.3f}",
             "last release": s.last[:19].replace("T", " "),

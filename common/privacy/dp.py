@@ -109,7 +109,8 @@ def plan_round(
 
     Args:
         settings: the site's DP settings (enabled).
-        n_train: training cases at the site.
+        n_train: privacy units at the site: its training patients (a patient's images are
+            sampled and clipped together, see :func:`common.seg.training.train`).
         batch_size: expected (logical) batch size.
         epochs: local epochs in the round.
         state_dir: where to cache the noise calibration (optional).

@@ -90,6 +90,25 @@ class _AugmentedDataset:
         return np.asarray(sample["image"]), np.asarray(sample["label"])
 
 
+class _OneImagePerPatient(_AugmentedDataset):
+    """Under DP the privacy unit is the patient: item ``p`` is one of patient ``p``'s
+    images, drawn at random each time. Poisson sampling over this dataset samples
+    patients, and a sampled patient adds one per-sample-clipped gradient to a step, so a
+    patient with any number of images moves a step's clipped sum by at most C: the
+    accountant's sample rate is that of the site's patients."""
+
+    def __init__(self, data: SiteArrays, transforms, seed: int) -> None:
+        super().__init__(data, transforms)
+        self.groups = data.patient_images()
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, p: int) -> tuple[np.ndarray, np.ndarray]:
+        return super().__getitem__(int(self.rng.choice(self.groups[p])))
+
+
 def train(
     model, data: SiteArrays, settings: TrainSettings, augment: bool = True, dp=None
 ) -> TrainStats:
@@ -101,7 +120,8 @@ def train(
         settings: epochs, batch size, learning rate, FedProx mu, seed.
         augment: apply :func:`common.seg.transforms.train_transforms`.
         dp: a :class:`common.privacy.dp.RoundPlan` to train with DP-SGD (per-sample clipping,
-            Gaussian noise, Poisson sampling), or ``None``.
+            Gaussian noise, Poisson sampling of patients: one image of each sampled
+            patient a step; plan it for ``data.patients``), or ``None``.
 
     Returns:
         :class:`TrainStats` of the call.
@@ -127,8 +147,13 @@ def train(
         )
     elif settings.patch_size:
         transforms = patch_crop(settings.seed, settings.patch_size)
+    dataset = (
+        _AugmentedDataset(data, transforms, settings.patches_per_image)
+        if dp is None
+        else _OneImagePerPatient(data, transforms, settings.seed)
+    )
     loader = DataLoader(
-        _AugmentedDataset(data, transforms, settings.patches_per_image),
+        dataset,
         batch_size=settings.batch_size,
         shuffle=True,
         drop_last=dp is None and len(data) > settings.batch_size,

@@ -145,7 +145,8 @@ def site_prepare(
     if report.cases:
         from common.data.arrays import validation_count
 
-        units = report.cases - validation_count(report.cases, 0.2)
+        patients = report.patients or report.cases
+        units = patients - validation_count(patients, 0.2)
         console.print(plan_line(units, state_dir) + "; details: fedsynth privacy plan")
     if report.cases == 0:
         console.print("[yellow]no usable case: this site would decline every round[/]")

@@ -107,7 +107,7 @@ def report(
     rows = table(summaries)
     t = Table(title="Privacy ledger per site")
     for col in rows[0] if rows else ["site"]:
-        t.add_column(col)
+        t.add_column(col, no_wrap=col == "site")
     for r in rows:
         t.add_row(*[str(v) for v in r.values()])
     console.print(t)

@@ -20,7 +20,7 @@ privacy_app = typer.Typer(
 
 
 def training_patients(state_dir: Path, val_fraction: float) -> int:
-    """Training cases of a prepared site: its usable cases less the validation split."""
+    """Training patients of a prepared site: its patients less the validation split."""
     from common.data.arrays import validation_count
 
     report = Path(state_dir) / "intake_report.json"
@@ -29,8 +29,9 @@ def training_patients(state_dir: Path, val_fraction: float) -> int:
             f"{report} not found: prepare the site first (fedsynth site prepare "
             f"--data-dir D --state-dir {state_dir}) or give --patients N"
         )
-    cases = int(json.loads(report.read_text())["cases"])
-    return cases - validation_count(cases, val_fraction)
+    saved = json.loads(report.read_text())
+    patients = int(saved.get("patients") or saved["cases"])  # older reports: one per case
+    return patients - validation_count(patients, val_fraction)
 
 
 def _defaults() -> dict:

@@ -221,7 +221,9 @@ def print_intake(console: Console, report, title: str) -> None:
     """Print an intake report: the summary, then every file that was not processed."""
     c = report.counts()
     console.print(
-        f"[bold]{title}[/]: {report.cases} usable cases; files: {c['processed']} "
+        f"[bold]{title}[/]: {report.cases} usable cases"
+        + (f" ({report.patients} patients)" if 0 < report.patients < report.cases else "")
+        + f"; files: {c['processed']} "
         f"processed, {c['quarantined']} quarantined, {c['rejected']} rejected "
         f"(total {c['total']})"
     )

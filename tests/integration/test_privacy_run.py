@@ -8,6 +8,7 @@ coordinator never registered: the server uses none of its releases.
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -42,7 +43,7 @@ def test_budget_ledger_and_registry_on_the_deployment_engine(tiny_consortium, tm
     for i in (1, 2, 3):
         prepare(data / f"site-{i}", states[i], 64)
     probe = SiteSettings(data_dir=str(data / "site-2"), state_dir=str(states[2]))
-    step = plan_round(run.dp_settings(), len(load_site(probe, run)[0]), 4, 1).step
+    step = plan_round(run.dp_settings(), load_site(probe, run)[0].patients, 4, 1).step
     budget = (epsilon_of([step], 1e-5, "rdp") + epsilon_of([step] * 2, 1e-5, "rdp")) / 2
     for i in (1, 2):
         site_keys.register(
@@ -77,6 +78,12 @@ def test_budget_ledger_and_registry_on_the_deployment_engine(tiny_consortium, tm
     consortium_ledger = tmp_path / "run" / "ledger" / "consortium.jsonl"
     registry = site_keys.load_registry(tmp_path / "registry")
     assert audit.verify([*site_ledgers, consortium_ledger], registry) == ([], [])
+    for path in site_ledgers:  # the privacy unit is the patient, and the ledger says so
+        for entry in (e for e in ledger.read_lines(path) if e["dp"]):
+            dp = entry["dp"]
+            assert dp["unit"] == "patient" and dp["patients"] >= 1
+            batch = run.train_settings(1, 0).batch_size
+            assert dp["sample_rate"] == pytest.approx(1 / math.ceil(dp["patients"] / batch))
     spent = [e["dp"]["epsilon_total"] for e in ledger.read_lines(site_ledgers[1]) if e["dp"]]
     assert len(spent) == 1 and spent[0] <= budget  # zero rounds beyond the budget
     assert not any(r.too_low for r in audit.recompute(site_ledgers))
