@@ -30,6 +30,7 @@ class SiteSummary:
     curve: list[tuple[int, float]] = field(default_factory=list)  # (release number, ε)
     accountant: str = ""
     unit: str = ""  # what ε protects: "patient", or "image" if any release counted images
+    attack: str = ""  # the latest membership-inference AUC the site recorded
 
     @property
     def budget_left(self) -> float | None:
@@ -52,6 +53,9 @@ def summarise(paths: list[str | Path]) -> list[SiteSummary]:
             s.first = s.first or entry["time"]
             s.last = entry["time"]
             s.runs.add(entry["run"])
+            attack = entry["release"].get("attack")
+            if attack:  # `fedsynth privacy attack` at the site
+                s.attack = f"{attack['auc']:.3f} [{attack['low']:.3f}-{attack['high']:.3f}]"
             dp = entry.get("dp")
             if dp:
                 s.epsilon = dp["epsilon_total"] if s.epsilon is not None else None
@@ -81,6 +85,7 @@ def table(summaries: list[SiteSummary]) -> list[dict]:
             "epsilon": eps(s.epsilon),
             "delta": "" if s.delta is None else f"{s.delta:g}",
             "per": s.unit,
+            "attack AUC": s.attack,
             "budget": "none" if s.budget is None else f"{s.budget:g}",
             "left": "" if s.budget_left is None else f"{s.budget_left:.3f}",
             "last release": s.last[:19].replace("T", " "),

@@ -229,6 +229,24 @@ def evaluate_cases(model, data: SiteArrays) -> tuple[np.ndarray, list[dict[str, 
     return preds, [case_metrics(p, m) for p, m in zip(preds, data.masks)]
 
 
+def patient_losses(model, data: SiteArrays, batch_size: int = 16) -> np.ndarray:
+    """The training loss (Dice + cross-entropy) of ``model`` on each patient: the mean
+    over its images, one value per patient in :meth:`SiteArrays.patient_images` order."""
+    import torch
+    from monai.losses import DiceCELoss
+
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    model.eval()
+    losses = []
+    with torch.inference_mode():
+        for i in range(0, len(data), batch_size):
+            logits = model(torch.as_tensor(data.images[i : i + batch_size].astype(np.float32)))
+            y = torch.as_tensor(data.masks[i : i + batch_size][:, None].astype(np.float32))
+            losses += [float(loss_fn(logits[j : j + 1], y[j : j + 1])) for j in range(len(y))]
+    losses = np.asarray(losses)
+    return np.array([losses[g].mean() for g in data.patient_images()])
+
+
 def evaluate(model, data: SiteArrays) -> dict[str, dict[str, float]]:
     """Dice, IoU and HD95 of ``model`` on ``data``, overall and per vendor.
 

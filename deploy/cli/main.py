@@ -26,7 +26,7 @@ from rich.table import Table
 from deploy.cli import privacy
 from deploy.cli.consortium import consortium_app
 from deploy.cli.credentials import deploy_app
-from deploy.cli.privacy_plan import plan_line, privacy_app
+from deploy.cli.site_privacy import plan_line, privacy_app
 from deploy.cli.synth import synth_app
 from deploy.cli.views import print_intake, progress_bar
 

@@ -11,7 +11,7 @@ from common.errors import ConfigError
 from common.privacy.accountant import MechanismStep, epsilon_of
 from common.privacy.dp import DPSettings, plan_round
 from common.privacy.planner import alternatives, plan
-from deploy.cli import privacy_plan
+from deploy.cli import site_privacy
 from deploy.cli.main import app
 
 
@@ -66,7 +66,7 @@ def test_bad_values_are_named(field):
 
 def test_cli_plans_from_a_count_or_says_what_is_missing(tmp_path):
     runner = CliRunner()
-    privacy_plan.console.width = 250
+    site_privacy.console.width = 250
     res = runner.invoke(app, ["privacy", "plan", "--patients", "16"])
     assert res.exit_code == 0, res.output
     assert "no learning: 16 patients: at ε = 10" in res.output

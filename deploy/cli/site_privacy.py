@@ -1,4 +1,7 @@
-"""`fedsynth privacy plan`: what a site's ε will buy, before a run spends it.
+"""`fedsynth privacy plan` and `fedsynth privacy attack`: a site's own privacy checks.
+
+`plan` says what the site's ε will buy, before a run spends it; `attack` tests a released
+model with a membership-inference attack on the site's own patients.
 
 Also :func:`plan_line`, the one line `fedsynth site prepare` prints for the
 consortium's default settings.
@@ -115,3 +118,65 @@ def plan_command(
         table.add_row(label, f"{p.noise_multiplier:.2f}", f"{p.run_signal_to_noise:.0f}", p.verdict)
     console.print("What would change it:")
     console.print(table)
+
+
+@privacy_app.command("attack")
+def attack_command(
+    state_dir: Path = typer.Option(..., help="The site's state folder (prepared)."),
+    data_dir: Path = typer.Option(..., help="The site's data folder, as prepared."),
+    weights: Path = typer.Option(
+        ..., help="The released model: a state dict (e.g. the run's OUT/checkpoints/best.pt)."
+    ),
+    image_size: int = typer.Option(128, help="The run's image-size."),
+    network: str | None = typer.Option(None, help="The run's network (default: run config)."),
+    channels: str = typer.Option("auto", help="The run's channels (auto | rgb | grey | green)."),
+    val_fraction: float = typer.Option(0.2, help="As the site's node_config val-fraction."),
+    seed: int = typer.Option(0, help="The run's seed (the validation split follows it)."),
+    site_name: str = typer.Option("site", help="The site's name in its ledger."),
+    record: bool = typer.Option(True, help="Record the result in the site's ledger."),
+) -> None:
+    """Membership inference against a released model: can its loss tell the site's
+    training patients from its held-back ones? AUC with a 95% bootstrap interval (0.5:
+    no); recorded in the site's ledger (kind metrics), shown by `fedsynth audit report`.
+
+    Runs at the site, on the site's data; nothing leaves.
+    """
+    import hashlib
+
+    import torch
+
+    from client.task import Declined, load_site
+    from common.config import RunSettings, SiteSettings
+    from common.errors import ConfigError
+    from common.privacy import ledger
+    from common.privacy.attack import membership_auc
+    from common.seg.networks import create_network
+    from common.seg.training import patient_losses
+
+    config = {**_defaults(), "image-size": image_size, "channels": channels, "seed": seed}
+    if network:
+        config["network"] = network
+    try:
+        run = RunSettings.from_config(config)
+        site = SiteSettings(str(data_dir), str(state_dir), site_name, val_fraction=val_fraction)
+        train_data, val_data = load_site(site, run)
+        model = create_network(run.network, train_data.channels)
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        members = -patient_losses(model, train_data)  # low loss: member-like
+        others = -patient_losses(model, val_data)
+        result = membership_auc(members, others)
+    except (ConfigError, Declined, FileNotFoundError, ValueError, RuntimeError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(result.describe())
+    if record:
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+        entry = ledger.append(
+            state_dir,
+            site=site_name,
+            run="attack",
+            server_round=0,
+            kind="metrics",
+            release={"attack": result.to_json(), "model_sha256": digest},
+        )
+        console.print(f"recorded in {state_dir / ledger.LEDGER_FILE} (seq {entry['seq']})")
