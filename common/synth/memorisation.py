@@ -162,6 +162,17 @@ def closest_record(queries: np.ndarray, references: np.ndarray) -> tuple[np.ndar
     return pixel.min(dim=1).values.numpy(), 1.0 - ssim.max(axis=1)
 
 
+def closest_synthetic(real: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
+    """Each real image's pixel distance to its closest synthetic image, both compared at
+    :data:`SIZE` (greyscale when their channels differ): how near a released set comes
+    to a given patient (the membership test on synthetic data uses it)."""
+    real, synthetic = np.asarray(real, np.float32), np.asarray(synthetic, np.float32)
+    if real.ndim == 4 and synthetic.ndim == 4 and real.shape[1] != synthetic.shape[1]:
+        real, synthetic = real.mean(axis=1), synthetic.mean(axis=1)
+    size = min(SIZE, synthetic.shape[-1], real.shape[-1])
+    return closest_record(_resize(real, size), _resize(synthetic, size))[0]
+
+
 def gate(
     synthetic: np.ndarray,
     train: np.ndarray,

@@ -124,8 +124,11 @@ def plan_command(
 def attack_command(
     state_dir: Path = typer.Option(..., help="The site's state folder (prepared)."),
     data_dir: Path = typer.Option(..., help="The site's data folder, as prepared."),
-    weights: Path = typer.Option(
-        ..., help="The released model: a state dict (e.g. the run's OUT/checkpoints/best.pt)."
+    weights: Path | None = typer.Option(
+        None, help="A released model: a state dict (e.g. the run's OUT/checkpoints/best.pt)."
+    ),
+    synthetic: Path | None = typer.Option(
+        None, help="Released synthetic pairs: an .npz with `images` (e.g. synth sample's)."
     ),
     image_size: int = typer.Option(128, help="The run's image-size."),
     network: str | None = typer.Option(None, help="The run's network (default: run config)."),
@@ -133,50 +136,77 @@ def attack_command(
     val_fraction: float = typer.Option(0.2, help="As the site's node_config val-fraction."),
     seed: int = typer.Option(0, help="The run's seed (the validation split follows it)."),
     site_name: str = typer.Option("site", help="The site's name in its ledger."),
-    record: bool = typer.Option(True, help="Record the result in the site's ledger."),
+    record: bool = typer.Option(True, help="Record each result in the site's ledger."),
 ) -> None:
-    """Membership inference against a released model: can its loss tell the site's
-    training patients from its held-back ones? AUC with a 95% bootstrap interval (0.5:
-    no); recorded in the site's ledger (kind metrics), shown by `fedsynth audit report`.
-
-    Runs at the site, on the site's data; nothing leaves.
+    """Membership inference on what a site released: can it tell the site's training
+    patients from its held-back ones? On a model, by its loss; on synthetic pairs, by how
+    close the nearest released image comes to each patient. AUC with a 95% bootstrap
+    interval (0.5: no); each recorded in the site's ledger (kind metrics) and shown by
+    `fedsynth audit report`. Runs at the site, on the site's data; nothing leaves.
     """
     import hashlib
 
-    import torch
+    import numpy as np
 
     from client.task import Declined, load_site
     from common.config import RunSettings, SiteSettings
     from common.errors import ConfigError
     from common.privacy import ledger
     from common.privacy.attack import membership_auc
-    from common.seg.networks import create_network
-    from common.seg.training import patient_losses
 
+    if weights is None and synthetic is None:
+        console.print("[red]error:[/] give --weights (a released model), --synthetic, or both")
+        raise typer.Exit(2)
     config = {**_defaults(), "image-size": image_size, "channels": channels, "seed": seed}
     if network:
         config["network"] = network
+    results = []
     try:
         run = RunSettings.from_config(config)
         site = SiteSettings(str(data_dir), str(state_dir), site_name, val_fraction=val_fraction)
         train_data, val_data = load_site(site, run)
-        model = create_network(run.network, train_data.channels)
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        members = -patient_losses(model, train_data)  # low loss: member-like
-        others = -patient_losses(model, val_data)
-        result = membership_auc(members, others)
-    except (ConfigError, Declined, FileNotFoundError, ValueError, RuntimeError) as exc:
+        if weights is not None:
+            members, others = _model_scores(run, train_data, val_data, weights)
+            results.append((weights, membership_auc(members, others)))
+        if synthetic is not None:
+            from common.synth.memorisation import closest_synthetic
+
+            with np.load(synthetic) as pairs:
+                images = pairs["images"]
+                if "released" in pairs:
+                    images = images[pairs["released"]]
+            scores = []
+            for data in (train_data, val_data):  # nearer a released image: member-like
+                dcr = closest_synthetic(data.images, images)
+                scores.append([-dcr[g].min() for g in data.patient_images()])
+            results.append((synthetic, membership_auc(*scores, statistic="synthetic distance")))
+    except (ConfigError, Declined, FileNotFoundError, KeyError, ValueError, RuntimeError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    console.print(result.describe())
-    if record:
-        digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-        entry = ledger.append(
-            state_dir,
-            site=site_name,
-            run="attack",
-            server_round=0,
-            kind="metrics",
-            release={"attack": result.to_json(), "model_sha256": digest},
-        )
-        console.print(f"recorded in {state_dir / ledger.LEDGER_FILE} (seq {entry['seq']})")
+    for source, result in results:
+        console.print(result.describe())
+        if record:
+            entry = ledger.append(
+                state_dir,
+                site=site_name,
+                run="attack",
+                server_round=0,
+                kind="metrics",
+                release={
+                    "attack": result.to_json(),
+                    "target_sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+                },
+            )
+            console.print(f"recorded in {state_dir / ledger.LEDGER_FILE} (seq {entry['seq']})")
+
+
+def _model_scores(run, train_data, val_data, weights: Path):
+    """Minus each patient's loss under the released model, members then non-members."""
+    import torch
+
+    from common.seg.networks import create_network
+    from common.seg.training import patient_losses
+
+    model = create_network(run.network, train_data.channels)
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return -patient_losses(model, train_data), -patient_losses(model, val_data)

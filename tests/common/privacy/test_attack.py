@@ -7,11 +7,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from client.task import load_site
+from common.config import RunSettings, SiteSettings
 from common.privacy import ledger
 from common.privacy.attack import membership_auc
 from common.seg.networks import create_network
 from deploy.cli import privacy, site_privacy
 from deploy.cli.main import app
+from deploy.local.runner import default_run_config
 
 
 def test_auc_is_one_when_losses_give_members_away_and_half_when_they_do_not():
@@ -45,11 +48,22 @@ def test_attack_at_a_site_is_recorded_and_shown_to_the_auditor(tiny_consortium, 
     (entry,) = ledger.read_lines(state / ledger.LEDGER_FILE)
     attack = entry["release"]["attack"]
     assert entry["kind"] == "metrics" and 0.0 <= attack["low"] <= attack["auc"] <= attack["high"]
-    assert len(entry["release"]["model_sha256"]) == 64  # which model was attacked
+    assert len(entry["release"]["target_sha256"]) == 64  # which model was attacked
     path = str(state / ledger.LEDGER_FILE)
     res = runner.invoke(app, ["audit", "report", path])
     assert res.exit_code == 0 and f"{attack['auc']:.3f} [" in res.output, res.output
     assert runner.invoke(app, ["audit", "verify", path]).exit_code == 0
+    # Synthetic "pairs" that are copies of the training images give every member away.
+    run = RunSettings.from_config({**default_run_config(), "image-size": 32, "network": "unet"})
+    site = SiteSettings(str(data / "site-1"), str(state), "site-1")
+    train, _ = load_site(site, run)
+    leaky = tmp_path / "leaky.npz"
+    np.savez(leaky, images=train.images.astype(np.float32), masks=train.masks)
+    only_synthetic = [a for a in args if a not in ("--weights", str(weights))]
+    res = runner.invoke(app, [*only_synthetic, "--synthetic", str(leaky), "--site-name", "site-1"])
+    assert res.exit_code == 0, res.output
+    assert "membership inference (synthetic distance): AUC 1.000" in res.output
+    assert [e["kind"] for e in ledger.read_lines(state / ledger.LEDGER_FILE)] == ["metrics"] * 2
     missing = [str(tmp_path / "none.pt") if a == str(weights) else a for a in args]
     res = runner.invoke(app, missing)
     assert res.exit_code == 2 and "none.pt" in res.output  # a missing model, named
