@@ -191,13 +191,29 @@ def _train(site: SiteSettings, train, settings, dp, progress=None):
     model = diffusion.create_model(settings)
     plan = accountant = None
     if dp.enabled:
-        plan, accountant = _plan(site, dp, len(train), settings)
+        # the privacy unit is the patient, as for the segmentation model
+        plan, accountant = _plan(site, dp, train.patients, settings)
     ema, stats = diffusion.train_diffusion(
-        model, train.images.astype(np.float32), train.masks, settings, dp=plan, progress=progress
+        model,
+        train.images.astype(np.float32),
+        train.masks,
+        settings,
+        dp=plan,
+        progress=progress,
+        patients=train.patient_images(),
     )
     record = None
     if plan is not None:
-        record = charge(plan, accountant, site.state_dir, stats.steps, dp.budget, model="diffusion")
+        record = charge(
+            plan,
+            accountant,
+            site.state_dir,
+            stats.steps,
+            dp.budget,
+            model="diffusion",
+            unit="patient",
+            patients=train.patients,
+        )
     return ema, record, stats.seconds
 
 

@@ -7,9 +7,12 @@ de-identification.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 import numpy as np
+
+_PATCH = re.compile(r"#\d+,\d+$")  # a patch's position after its patient's pseudonym
 
 
 def validation_count(cases: int, val_fraction: float) -> int:
@@ -55,15 +58,20 @@ class SiteArrays:
 
         return SiteArrays(**{**self.__dict__, "images": select(self.images, mode)})
 
+    def patient_ids(self) -> np.ndarray:
+        """Each image's patient: its case pseudonym, without the ``#y,x`` a patch adds
+        (:func:`common.seg.patches.random_patches`). An image folder's image is a patient
+        of its own."""
+        return np.array([_PATCH.sub("", str(c)) for c in self.cases], dtype=str)
+
     @property
     def patients(self) -> int:
-        """Distinct patients (``cases`` holds each image's patient pseudonym; an image
-        folder's image is a patient of its own)."""
-        return len(np.unique(self.cases))
+        """Distinct patients."""
+        return len(np.unique(self.patient_ids()))
 
     def patient_images(self) -> list[np.ndarray]:
         """For each distinct patient, in sorted pseudonym order, the indexes of its images."""
-        _, inverse = np.unique(self.cases, return_inverse=True)
+        _, inverse = np.unique(self.patient_ids(), return_inverse=True)
         order = np.argsort(inverse, kind="stable")
         return np.split(order, np.cumsum(np.bincount(inverse))[:-1])
 
@@ -82,10 +90,11 @@ class SiteArrays:
         Returns:
             ``(train, val)``; ``val`` is empty when there are fewer than 5 patients.
         """
-        patients = np.unique(self.cases)
+        ids = self.patient_ids()
+        patients = np.unique(ids)
         order = np.argsort([hashlib.sha256(f"{seed}:{c}".encode()).hexdigest() for c in patients])
         held = patients[order[: validation_count(len(patients), val_fraction)]]
-        val = np.isin(self.cases, held)
+        val = np.isin(ids, held)
         return self.subset(~val), self.subset(val)
 
     @staticmethod

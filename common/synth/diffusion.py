@@ -226,15 +226,19 @@ class DiffusionStats:
 
 
 class _Pairs:
-    """Image+mask pairs in model space, flipped left-right at random."""
+    """Image+mask pairs in model space, flipped left-right at random. With ``groups``
+    (each patient's pair indexes) item ``p`` is one of patient ``p``'s pairs, drawn at
+    random: DP-SGD then samples patients, and a patient adds one clipped gradient a step."""
 
-    def __init__(self, x: np.ndarray, seed: int) -> None:
-        self.x, self.rng = x, np.random.default_rng(seed)
+    def __init__(self, x: np.ndarray, seed: int, groups: list[np.ndarray] | None = None) -> None:
+        self.x, self.rng, self.groups = x, np.random.default_rng(seed), groups
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self.x) if self.groups is None else len(self.groups)
 
     def __getitem__(self, i: int):
+        if self.groups is not None:
+            i = int(self.rng.choice(self.groups[i]))
         x = self.x[i]
         return np.ascontiguousarray(x[:, :, ::-1]) if self.rng.random() < 0.5 else x
 
@@ -246,6 +250,7 @@ def train_diffusion(
     settings: DiffusionSettings,
     dp=None,
     progress: Callable[[int, int], None] | None = None,
+    patients: list[np.ndarray] | None = None,
 ):
     """DDPM training of ``model`` on image+mask pairs; returns ``(ema_model, stats)``.
 
@@ -257,6 +262,9 @@ def train_diffusion(
         dp: a :class:`common.privacy.dp.RoundPlan` for DP-SGD, or ``None``. Its ``steps`` replace
             ``settings.train_steps`` (the plan is what the accountant charges).
         progress: called as ``progress(step, total)`` after every step.
+        patients: under DP, each patient's image indexes
+            (:meth:`common.data.arrays.SiteArrays.patient_images`): the privacy unit is
+            then the patient (plan ``dp`` for their count); ``None``: each image.
 
     Returns:
         ``(ema_model, DiffusionStats)``: the EMA copy is the one to sample from.
@@ -273,7 +281,8 @@ def train_diffusion(
             "set DiffusionSettings.image_channels from the data"
         )
     torch.manual_seed(settings.seed)
-    data = _Pairs(to_model_space(images, masks, settings.image_size), settings.seed)
+    groups = patients if dp is not None else None
+    data = _Pairs(to_model_space(images, masks, settings.image_size), settings.seed, groups)
     loader = DataLoader(
         data,
         batch_size=min(settings.batch_size, len(data)),

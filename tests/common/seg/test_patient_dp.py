@@ -64,3 +64,12 @@ def test_each_step_samples_patients_and_takes_one_image_of_each():
             assert len(owners) == len(set(owners)), owners  # one image per patient a step
             seen_a |= {i for i in index if patients[i] == "a"}
     assert seen_a == set(range(6))
+
+
+def test_patches_of_one_patient_stay_one_patient():
+    from common.seg.patches import random_patches
+
+    data = _site(["a", "a", "b", "c"], size=16)
+    patches = random_patches(data, 8, 3, seed=0)
+    assert len(patches) == 12 and patches.patients == 3
+    assert sorted(len(g) for g in patches.patient_images()) == [3, 3, 6]
