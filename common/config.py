@@ -95,6 +95,9 @@ class RunSettings:
     server_epochs: int = 2
     augmentation: str = "standard"
     synth_patch: bool = False
+    warm_start: str = ""
+    warm_start_cases: int = 128
+    warm_start_epochs: int = 12
 
     def __post_init__(self) -> None:
         self.dp_settings()  # fail early on bad DP settings, with their own messages
@@ -159,6 +162,11 @@ class RunSettings:
             raise ConfigError(
                 "dp=local counts one sample per image and epoch: set patches-per-image=1 "
                 f"(got {self.patches_per_image})"
+            )
+        if self.warm_start_cases < 1 or self.warm_start_epochs < 1:
+            raise ConfigError(
+                "warm-start-cases and warm-start-epochs must be >= 1, got "
+                f"{self.warm_start_cases} and {self.warm_start_epochs}"
             )
         from common.seg.label_fusion import METHODS
 

@@ -311,6 +311,14 @@ def render(run_dir: Path) -> Path:
         )
     if site_vendors:
         notes.append("Site vendors: " + ", ".join(sorted(site_vendors)) + ".")
+    warm = run.get("warm-start-record")
+    if warm:  # the start spent no site's privacy: say what it was
+        notes.append(
+            f"Initial model: pretrained by the coordinator on {warm['cases']} phantoms for "
+            f"{warm['epochs']} epochs (no site data, no ε spent)."
+            if warm["kind"] == "phantoms"
+            else f"Initial model: the weights {warm['file']} (SHA-256 {warm['sha256'][:12]}…)."
+        )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>FedSynth run report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}

@@ -38,6 +38,15 @@ class RunOutputs:
             )
         )
 
+    def record_warm_start(self, record: dict | None) -> None:
+        """Add what the initial model was pretrained on to ``run.json`` (the report says it)."""
+        if record is None:
+            return
+        path = self.dir / report.RUN_FILE
+        run = json.loads(path.read_text())
+        run["warm-start-record"] = record
+        path.write_text(json.dumps(run, indent=2))
+
     def record_round(
         self,
         server_round: int,

@@ -64,6 +64,7 @@ def main(grid: Grid, context: Context) -> None:
     from server.outputs import RunOutputs
     from server.releases import ReleaseVerifier
     from server.strategies import create_strategy
+    from server.warm_start import warm_start
 
     run = RunSettings.from_config(context.run_config)
     logger.info("FedSynth run writing to %s", Path(run.out_dir).resolve())
@@ -79,7 +80,9 @@ def main(grid: Grid, context: Context) -> None:
     if evaluator is not None:
         evaluator.use_channels(run.channels)
     torch.manual_seed(run.seed)
-    initial = create_network(run.network, in_channels(run.channels)).state_dict()
+    model = create_network(run.network, in_channels(run.channels))
+    outputs.record_warm_start(warm_start(model, run, in_channels(run.channels)))
+    initial = model.state_dict()
     strategy = create_strategy(run, outputs.dir)
     strategy.verifier = ReleaseVerifier(outputs.dir, run.registry, getattr(context, "run_id", ""))
     if run.share != "weights" and evaluator is not None:
