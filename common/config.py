@@ -95,6 +95,7 @@ class RunSettings:
     server_epochs: int = 2
     augmentation: str = "standard"
     synth_patch: bool = False
+    dp_trainable: str = "all"
     warm_start: str = ""
     warm_start_cases: int = 128
     warm_start_epochs: int = 12
@@ -163,6 +164,8 @@ class RunSettings:
                 "dp=local counts one sample per image and epoch: set patches-per-image=1 "
                 f"(got {self.patches_per_image})"
             )
+        if self.dp_trainable not in ("all", "bias"):
+            raise ConfigError(f"dp-trainable must be all or bias, got {self.dp_trainable!r}")
         if self.warm_start_cases < 1 or self.warm_start_epochs < 1:
             raise ConfigError(
                 "warm-start-cases and warm-start-epochs must be >= 1, got "
@@ -247,6 +250,7 @@ class RunSettings:
             augmentation=self.augmentation,
             patch_size=self.patch_size,
             patches_per_image=self.patches_per_image,
+            trainable=self.dp_trainable if self.dp == "local" else "all",
         )
 
 

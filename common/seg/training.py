@@ -17,6 +17,18 @@ from common.data.arrays import SiteArrays
 from common.privacy.dp import physical_batches
 from common.seg.metrics import case_metrics, summarise
 
+TRAINABLE = ("all", "bias")
+
+
+def _freeze(model, trainable: str) -> None:
+    """Leave only ``trainable``'s parameters learning (see :class:`TrainSettings`)."""
+    if trainable == "all":
+        return
+    params = list(model.named_parameters())
+    head = {id(p) for _, p in params[-2:]}  # the last registered layer: the output's
+    for name, p in params:
+        p.requires_grad_(name.endswith("bias") or id(p) in head)
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -33,6 +45,8 @@ class TrainSettings:
             network is fully convolutional, so prediction still runs on whole images.
         patches_per_image: patches drawn from every image in one epoch. Under DP it must
             be 1: the accountant counts one sample per image and epoch.
+        trainable: ``"all"`` parameters, or ``"bias"``: only the bias terms and the output
+            layer (BitFit; with DP-SGD far fewer noisy coordinates, best from a warm start).
     """
 
     epochs: int = 2
@@ -43,8 +57,11 @@ class TrainSettings:
     augmentation: str = "standard"
     patch_size: int = 0
     patches_per_image: int = 1
+    trainable: str = "all"
 
     def __post_init__(self) -> None:
+        if self.trainable not in TRAINABLE:
+            raise ValueError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
         if self.patch_size < 0 or self.patches_per_image < 1:
             raise ValueError(
                 "patch-size must be >= 0 and patches-per-image >= 1, got "
@@ -160,7 +177,10 @@ def train(
         generator=torch.Generator().manual_seed(settings.seed),
     )
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    _freeze(model, settings.trainable)
+    optimiser = torch.optim.Adam(
+        [p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate
+    )
     anchor = [p.detach().clone() for p in model.parameters()] if settings.proximal_mu > 0 else None
     net = model
     if dp is not None:
@@ -199,6 +219,7 @@ def train(
     finally:
         if net is not model:
             net.remove_hooks()
+        model.requires_grad_(True)
     return TrainStats(
         loss=epoch_loss, steps=steps, seconds=time.perf_counter() - start, examples=len(data)
     )
