@@ -73,3 +73,24 @@ def test_patches_of_one_patient_stay_one_patient():
     patches = random_patches(data, 8, 3, seed=0)
     assert len(patches) == 12 and patches.patients == 3
     assert sorted(len(g) for g in patches.patient_images()) == [3, 3, 6]
+
+
+def test_bias_only_training_moves_biases_and_the_output_layer_alone():
+    from common.seg.networks import create_network
+    from common.seg.training import TrainSettings, train
+
+    data = _site([f"p{i}" for i in range(8)], size=32)
+    data.masks[:, 8:20, 8:20] = 1
+    torch.manual_seed(0)
+    model = create_network("unet", 1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    dp = DPSettings("local", noise_multiplier=0.5, rounds=1)
+    plan = plan_round(dp, data.patients, batch_size=4, epochs=1)
+    train(model, data, TrainSettings(epochs=1, batch_size=4, trainable="bias"), dp=plan)
+    names = [k for k, _ in model.named_parameters()]
+    moved = {k for k in names if not torch.equal(before[k], model.state_dict()[k])}
+    assert moved and all(k.endswith("bias") or k in names[-2:] for k in moved), moved
+    assert any(k.endswith("bias") for k in moved) and not any(
+        k.endswith("weight") for k in moved - set(names[-2:])
+    )
+    assert all(p.requires_grad for p in model.parameters())  # left as it was found
