@@ -83,7 +83,8 @@ def warm_start(model, run: RunSettings, channels: int) -> dict | None:
         from common.seg.training import train
 
         data = phantom_arrays(run.warm_start_cases, run.image_size, channels, run.seed)
-        settings = replace(run.train_settings(0, 0), epochs=run.warm_start_epochs)
+        # every parameter: dp-trainable is for the sites' DP fine-tuning, not this
+        settings = replace(run.train_settings(0, 0), epochs=run.warm_start_epochs, trainable="all")
         stats = train(model, data, settings)
         record = {
             "kind": "phantoms",
