@@ -21,6 +21,10 @@ def test_phantoms_pretrain_a_model_that_segments_unseen_phantoms(tmp_path):
             "warm-start": "phantoms",
             "warm-start-cases": 64,
             "warm-start-epochs": 15,
+            # the sites fine-tune biases only under DP; the warm start still trains all
+            "dp": "local",
+            "dp-noise-multiplier": 1.0,
+            "dp-trainable": "bias",
             "out-dir": str(tmp_path / "run"),
         }
     )
