@@ -67,7 +67,8 @@ def test_bad_values_are_named(field):
 def test_cli_plans_from_a_count_or_says_what_is_missing(tmp_path):
     runner = CliRunner()
     site_privacy.console.width = 250
-    res = runner.invoke(app, ["privacy", "plan", "--patients", "16"])
+    # (RDP: calibrations in milliseconds, for the CLI's plumbing; PRV is tested above)
+    res = runner.invoke(app, ["privacy", "plan", "--patients", "16", "--accountant", "rdp"])
     assert res.exit_code == 0, res.output
     assert "no learning: 16 patients: at ε = 10" in res.output
     assert 'share="synthetic"' in res.output
@@ -75,7 +76,8 @@ def test_cli_plans_from_a_count_or_says_what_is_missing(tmp_path):
     assert res.exit_code == 2 and "fedsynth site prepare" in res.output
     (tmp_path / "intake_report.json").write_text(json.dumps({"cases": 563}))
     res = runner.invoke(
-        app, ["privacy", "plan", "--state-dir", str(tmp_path), "--epsilon", "8", "--rounds", "6"]
+        app,
+        ["privacy", "plan", "--state-dir", str(tmp_path), "--epsilon", "8", "--accountant", "rdp"],
     )
     assert res.exit_code == 0, res.output
     assert "450 patients" in res.output  # 563 cases less the 20% validation split
