@@ -111,6 +111,9 @@ def site_prepare(
     new_secret: bool = typer.Option(
         False, help="A new site: make its secret (STATE/site.secret); refused if one exists."
     ),
+    privacy_plan: bool = typer.Option(
+        True, help="Print what DP at the consortium's defaults would give (takes seconds)."
+    ),
 ) -> None:
     """De-identify, check, preprocess and cache a site's data ahead of a run."""
     from common.data.intake import prepare_site
@@ -142,7 +145,7 @@ def site_prepare(
 
     _, public = site_keys.load_or_create(state_dir)
     console.print(f"ledger key: {public}  (register it: fedsynth server register-site NAME KEY)")
-    if report.cases:
+    if report.cases and privacy_plan:
         from common.data.arrays import validation_count
 
         patients = report.patients or report.cases

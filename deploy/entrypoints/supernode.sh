@@ -62,7 +62,9 @@ fi
 
 # 1. Prepare: de-identify, check and cache the site's data (the report stays in $STATE).
 #    A site with nothing usable still joins: it declines each round with the reason.
-fedsynth site prepare --data-dir "$DATA" --state-dir "$STATE" --image-size "$SIZE" \
+#    (No privacy plan here: it imports Opacus, seconds on every start; `fedsynth privacy
+#    plan --state-dir` gives it.)
+fedsynth site prepare --data-dir "$DATA" --state-dir "$STATE" --image-size "$SIZE" --no-privacy-plan \
   || echo "WARNING: no usable data at $DATA yet; joining anyway (rounds will be declined with the reason)" >&2
 
 # 2. The warm trainer keeps torch and the data loaded between rounds (optional).

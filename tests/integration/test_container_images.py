@@ -154,7 +154,7 @@ def test_three_hospitals_in_containers_tls_node_auth_restart_rejoins(images, tmp
                 "bash",
                 script,
                 "run",
-                "num-server-rounds=4 local-epochs=2 min-sites=3 round-timeout=300",
+                "num-server-rounds=4 local-epochs=1 min-sites=3 round-timeout=300",
             ],
             env={**os.environ, "FEDSYNTH_ENGINE": ENGINE, "RUN_NAME": "t", **env},
             stdout=subprocess.PIPE,
