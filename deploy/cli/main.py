@@ -26,7 +26,7 @@ from rich.table import Table
 from deploy.cli import privacy
 from deploy.cli.consortium import consortium_app
 from deploy.cli.credentials import deploy_app
-from deploy.cli.site_privacy import plan_line, privacy_app
+from deploy.cli.site_privacy import plan_line, privacy_app, training_patients
 from deploy.cli.synth import synth_app
 from deploy.cli.views import print_intake, progress_bar
 
@@ -146,10 +146,7 @@ def site_prepare(
     _, public = site_keys.load_or_create(state_dir)
     console.print(f"ledger key: {public}  (register it: fedsynth server register-site NAME KEY)")
     if report.cases and privacy_plan:
-        from common.data.arrays import validation_count
-
-        patients = report.patients or report.cases
-        units = patients - validation_count(patients, 0.2)
+        units = training_patients(state_dir, 0.2)  # from the report just written
         console.print(plan_line(units, state_dir) + "; details: fedsynth privacy plan")
     if report.cases == 0:
         console.print("[yellow]no usable case: this site would decline every round[/]")
