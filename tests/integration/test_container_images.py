@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from container_engine import engine
 
 from deploy.local.certs import make_certificates
 from deploy.local.processes import free_port
@@ -38,19 +38,7 @@ VERSION = next(
 MAX_IMAGE_BYTES = 3_000_000_000  # the client image a hospital must download and approve
 
 
-def _engine() -> str | None:
-    """The container engine that runs here, or None."""
-    candidates = [os.environ["FEDSYNTH_ENGINE"]] if "FEDSYNTH_ENGINE" in os.environ else []
-    for name in candidates or ["podman", "docker"]:
-        if shutil.which(name) is None:
-            continue
-        ok = subprocess.run([name, "info"], capture_output=True, timeout=60).returncode == 0
-        if ok:
-            return name
-    return None
-
-
-ENGINE = _engine()
+ENGINE = engine()
 if ENGINE is None:
     pytestmark.append(
         pytest.mark.skip(
@@ -91,8 +79,13 @@ def _in_image(image: str, script: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def images() -> dict[str, str]:
-    """Both images, built by the one script a hospital's IT team runs."""
+def images(early_build) -> dict[str, str]:
+    """Both images, built by the one script a hospital's IT team runs (started in the
+    background at collection, see ``container_engine.py``; run again here: from its cache
+    when that build succeeded, and its outcome is what counts)."""
+    if early_build is not None:
+        _, process, _ = early_build
+        process.wait(timeout=1800)
     res = _sh(str(DOCKER / "build.sh"), timeout=1800)
     print(res.stdout)
     return {t: f"fedsynth-{t}:{VERSION}" for t in ("client", "server")}

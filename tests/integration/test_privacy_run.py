@@ -28,7 +28,7 @@ def test_budget_ledger_and_registry_on_the_deployment_engine(tiny_consortium, tm
     config = {
         "num-server-rounds": 2,
         "local-epochs": 1,
-        "image-size": 64,
+        "image-size": 32,
         "min-sites": 2,
         "round-timeout": 90.0,
         "eval-dir": str(data / "heldout"),
@@ -41,7 +41,7 @@ def test_budget_ledger_and_registry_on_the_deployment_engine(tiny_consortium, tm
     run = RunSettings.from_config(config)
     states = {i: tmp_path / f"state-{i}" for i in (1, 2, 3)}
     for i in (1, 2, 3):
-        prepare(data / f"site-{i}", states[i], 64)
+        prepare(data / f"site-{i}", states[i], 32)
     probe = SiteSettings(data_dir=str(data / "site-2"), state_dir=str(states[2]))
     step = plan_round(run.dp_settings(), load_site(probe, run)[0].patients, 4, 1).step
     budget = (epsilon_of([step], 1e-5, "rdp") + epsilon_of([step] * 2, 1e-5, "rdp")) / 2
