@@ -64,9 +64,12 @@ def load(data: Path, workdir: Path, run: RunSettings, console: Console):
     return tables.load(data, SITES, workdir, run, console)
 
 
-def federated(workdir: Path, data: Path, names, p: dict, console: Console) -> tuple[dict, float]:
-    """A consortium of the sites ``names`` on the Simulation Engine; the held-out metrics
-    after its last round, and its wall time."""
+def federated(
+    workdir: Path, data: Path, names, p: dict, console: Console, config: dict | None = None
+) -> tuple[dict, float, Path]:
+    """A consortium of the sites ``names`` on the Simulation Engine (run config ``config``,
+    default :func:`run_config`); the held-out metrics after its last round, its wall time
+    and its run folder."""
     from deploy.local.runner import run_consortium
     from deploy.local.spec import ConsortiumSpec, SiteSpec
 
@@ -75,7 +78,7 @@ def federated(workdir: Path, data: Path, names, p: dict, console: Console) -> tu
         workdir=workdir,
         sites=tuple(SiteSpec(n, (data / n).resolve()) for n in names),
         heldout=(data / "heldout").resolve(),
-        run_config=run_config(p),
+        run_config=config or run_config(p),
         engine="simulation",
         baselines=False,
         trainers=False,
@@ -83,7 +86,7 @@ def federated(workdir: Path, data: Path, names, p: dict, console: Console) -> tu
     start = time.perf_counter()
     report = run_consortium(spec, console)
     rounds = [json.loads(x) for x in (report.parent / "metrics.jsonl").read_text().splitlines()]
-    return rounds[-1]["heldout"], since(start)
+    return rounds[-1]["heldout"], since(start), report.parent
 
 
 def targets(result: dict) -> list[str]:
@@ -151,7 +154,7 @@ def main() -> None:
             metrics = fit(type(heldout).concat(list(sites.values())), heldout, run, epochs)
         else:
             names = SITES if name == "federated" else LOSO[name]
-            metrics, _ = federated(args.workdir, data, names, p, console)
+            metrics, _, _ = federated(args.workdir, data, names, p, console)
         rows[name] = {"metrics": metrics, "seconds": since(start)}
         console.print(
             f"[bold]{name}[/bold]: Dice {metrics['overall']['dice']:.3f} "

@@ -37,11 +37,15 @@ from common.config import RunSettings  # noqa: E402
 EPOCHS = 20  # the passes over the data of every chest X-ray row (10 rounds x 2 epochs)
 
 
-def fit_dp(train, heldout, run: RunSettings, epochs: int, epsilon: float | None, **dp) -> dict:
+def fit_dp(
+    train, heldout, run: RunSettings, epochs: int, epsilon: float | None, keep=None, **dp
+) -> dict:
     """:func:`bench.tables.fit`, with DP-SGD at ``epsilon`` (None: without DP) over all
-    ``epochs`` as one round; ``dp``: batch, lr, clip. Returns metrics and seconds."""
+    ``epochs`` as one round; ``dp``: batch, lr, clip. Returns metrics, seconds, steps,
+    the noise multiplier and the ε the accountant gives; the weights go to ``keep``."""
     import torch
 
+    from common.privacy.accountant import epsilon_of
     from common.privacy.dp import DPSettings, plan_round
     from common.seg.networks import create_network
     from common.seg.training import evaluate
@@ -50,8 +54,11 @@ def fit_dp(train, heldout, run: RunSettings, epochs: int, epsilon: float | None,
     torch.manual_seed(run.seed)
     model = create_network(run.network, heldout.channels)
     settings = replace(
-        run.train_settings(), epochs=epochs, seed=run.seed,
-        batch_size=dp["batch"], learning_rate=dp["lr"],
+        run.train_settings(),
+        epochs=epochs,
+        seed=run.seed,
+        batch_size=dp["batch"],
+        learning_rate=dp["lr"],
     )
     plan = None
     if epsilon is not None:
@@ -59,7 +66,10 @@ def fit_dp(train, heldout, run: RunSettings, epochs: int, epsilon: float | None,
         plan = plan_round(dps, train.patients, dp["batch"], epochs)
     start = time.perf_counter()
     stats = train_model(model, train, settings, dp=plan)
+    if keep is not None:
+        torch.save(model.state_dict(), keep)
     return {
+        "epsilon": epsilon_of([plan.step], 1e-5, plan.accountant) if plan else None,
         "metrics": evaluate(model, heldout),
         "seconds": since(start),
         "steps": stats.steps,

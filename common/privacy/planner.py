@@ -49,7 +49,9 @@ class PrivacyPlan:
         rounds: rounds the site trains in. epochs: local epochs a round.
         batch_size: the logical batch (expected patients a step).
         noise_multiplier: σ, calibrated for the above (0 until :func:`plan` sets it).
-        accountant: ``"prv"`` or ``"rdp"``.
+        accountant: ``"prv"`` or ``"rdp"`` (``"gaussian"``: central DP, see
+            :func:`plan_central`).
+        unit: what one privacy unit is, for the sentence (``"patients"``, ``"sites"``).
     """
 
     units: int
@@ -60,6 +62,7 @@ class PrivacyPlan:
     batch_size: int
     noise_multiplier: float = 0.0
     accountant: str = "prv"
+    unit: str = "patients"
 
     @property
     def sample_rate(self) -> float:
@@ -97,9 +100,14 @@ class PrivacyPlan:
             "0.88-0.91x of its Dice at 114-179)",
             "close to non-DP": "expect close to the non-DP model (measured 0.95x at 314)",
         }[self.verdict]
+        schedule = (
+            f"{self.rounds} rounds × {self.epochs} epochs, batch {self.batch_size}"
+            if self.unit == "patients"
+            else f"{self.rounds} rounds, every one of them in each"
+        )
         return (
-            f"{self.units} patients: at ε = {self.epsilon:g} (δ = {self.delta:g}) over "
-            f"{self.rounds} rounds × {self.epochs} epochs, batch {self.batch_size}: noise "
+            f"{self.units} {self.unit}: at ε = {self.epsilon:g} (δ = {self.delta:g}) over "
+            f"{schedule}: noise "
             f"multiplier {self.noise_multiplier:.2f}, the noise per step is "
             f"{self.step_noise_to_signal:.2f}× the clipped signal, and over the run's "
             f"{self.steps} steps the signal is {self.run_signal_to_noise:.0f}× the noise: "
@@ -143,6 +151,27 @@ def plan(
             settings, base.sample_rate, per_round, Path(state_dir) if state_dir else None
         )
     return replace(base, noise_multiplier=noise)
+
+
+def plan_central(sites: int, epsilon: float, delta: float, rounds: int) -> PrivacyPlan:
+    """Central DP (``dp="central"``) planned the same way: the units are the sites, every
+    site is in every round (sampling rate 1, one step a round), and the server's noise
+    ``σ`` is calibrated as :mod:`server.central_dp` charges it (exact Gaussian
+    composition over the rounds), against the unweighted average of ``sites`` updates
+    each clipped to C: the noise per round is ``σ / sites`` of the clipped signal.
+
+    Raises:
+        ConfigError: fewer than one site or round, or ε not positive and finite.
+    """
+    from common.privacy.accountant import gaussian_noise_for_epsilon
+
+    for name, value in (("sites", sites), ("rounds", rounds)):
+        if value < 1:
+            raise ConfigError(f"{name} must be at least 1, got {value}")
+    noise = gaussian_noise_for_epsilon(epsilon, delta, rounds)
+    return PrivacyPlan(
+        sites, epsilon, delta, rounds, 1, sites, noise, accountant="gaussian", unit="sites"
+    )
 
 
 def alternatives(base: PrivacyPlan, state_dir=None) -> list[tuple[str, PrivacyPlan]]:

@@ -81,3 +81,19 @@ def test_cli_plans_from_a_count_or_says_what_is_missing(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert "450 patients" in res.output  # 563 cases less the 20% validation split
+
+
+def test_central_dp_is_planned_with_the_noise_the_server_charges():
+    from common.privacy.accountant import gaussian_epsilon
+    from common.privacy.planner import plan_central
+
+    p = plan_central(3, 8.0, 1e-5, 10)
+    # the server charges every site one Gaussian release of noise sigma per round
+    assert gaussian_epsilon([p.noise_multiplier] * 10, 1e-5) == pytest.approx(8.0, rel=0.01)
+    assert p.steps == 10 and p.expected_batch == 3  # all sites, every round
+    assert p.step_noise_to_signal == pytest.approx(p.noise_multiplier / 3)
+    assert "3 sites" in p.describe() and "patients" not in p.describe()
+    # three sites cannot hide one another: no learning at any of the bench's epsilons
+    assert plan_central(3, 8.0, 1e-5, 10).verdict == "no learning"
+    with pytest.raises(ConfigError, match="sites must be at least 1"):
+        plan_central(0, 8.0, 1e-5, 10)
