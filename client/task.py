@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -137,6 +138,9 @@ def train_round(
             dp.budget,
             unit="patient",
             patients=train_data.patients,
+            # the global model's start, as the run config names it: a warm start spends
+            # no site's privacy, and the auditor sees where the fine-tuning began
+            warm_start=Path(run.warm_start).name if run.warm_start else "none",
         )
     # Under DP only what the mechanism covers leaves: the weights. Loss and validation
     # Dice are computed from the data without noise, so they stay at the site.

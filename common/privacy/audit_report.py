@@ -31,6 +31,7 @@ class SiteSummary:
     accountant: str = ""
     unit: str = ""  # what ε protects: "patient", or "image" if any release counted images
     attack: str = ""  # the latest membership-inference AUC the site recorded
+    starts: set[str] = field(default_factory=set)  # warm starts its DP rounds began from
 
     @property
     def budget_left(self) -> float | None:
@@ -64,6 +65,8 @@ def summarise(paths: list[str | Path]) -> list[SiteSummary]:
                 # entries from before patient-level DP counted images
                 unit = dp.get("unit", "image")
                 s.unit = "image" if "image" in (s.unit, unit) else unit
+                if "warm_start" in dp:
+                    s.starts.add(dp["warm_start"])
             elif entry["kind"] in ("weights", "synthetic"):
                 s.epsilon = None  # a release without DP: no finite ε covers this site
         out.append(s)
@@ -86,6 +89,7 @@ def table(summaries: list[SiteSummary]) -> list[dict]:
             "delta": "" if s.delta is None else f"{s.delta:g}",
             "per": s.unit,
             "attack AUC": s.attack,
+            "warm start": ", ".join(sorted(s.starts)),
             "budget": "none" if s.budget is None else f"{s.budget:g}",
             "left": "" if s.budget_left is None else f"{s.budget_left:.3f}",
             "last release": s.last[:19].replace("T", " "),

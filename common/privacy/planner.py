@@ -194,6 +194,7 @@ def alternatives(base: PrivacyPlan, state_dir=None) -> list[tuple[str, PrivacyPl
             continue
         seen.add(key)
         fields.pop("noise_multiplier")
+        fields.pop("unit")
         candidate = plan(**fields, state_dir=state_dir)
         if VERDICTS.index(candidate.verdict) > VERDICTS.index(base.verdict):
             out.append((label, candidate))

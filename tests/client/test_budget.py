@@ -24,7 +24,7 @@ def _run(**dp) -> RunSettings:
 
 def test_site_declines_the_round_that_would_exceed_its_budget(tiny_consortium, tmp_path, prepare):
     data, _ = tiny_consortium
-    run = _run(dp="local", dp_noise_multiplier=1.0, dp_accountant="rdp")
+    run = _run(dp="local", dp_noise_multiplier=1.0, dp_accountant="rdp", warm_start="phantoms")
     prepare(data / "site-1", tmp_path / "s", 64)
     probe = SiteSettings(data_dir=str(data / "site-1"), state_dir=str(tmp_path / "s"))
     n_train = len(load_site(probe, run)[0])
@@ -40,6 +40,7 @@ def test_site_declines_the_round_that_would_exceed_its_budget(tiny_consortium, t
     assert first.dp["epsilon_total"] == pytest.approx(one, rel=1e-6)
     assert first.dp["steps_taken"] == step.steps  # every planned step ran, no more
     assert first.train_loss != first.train_loss  # NaN: loss is not disclosed under DP
+    assert first.dp["warm_start"] == "phantoms"  # the ledger says where fine-tuning began
     for server_round in (2, 3):
         with pytest.raises(Declined, match="privacy budget"):
             train_round(site, run, _weights(), server_round=server_round)

@@ -82,6 +82,7 @@ def test_budget_ledger_and_registry_on_the_deployment_engine(tiny_consortium, tm
         for entry in (e for e in ledger.read_lines(path) if e["dp"]):
             dp = entry["dp"]
             assert dp["unit"] == "patient" and dp["patients"] >= 1
+            assert dp["warm_start"] == "none"  # the global model started from random weights
             batch = run.train_settings(1, 0).batch_size
             assert dp["sample_rate"] == pytest.approx(1 / math.ceil(dp["patients"] / batch))
     spent = [e["dp"]["epsilon_total"] for e in ledger.read_lines(site_ledgers[1]) if e["dp"]]
