@@ -69,6 +69,11 @@ ROWS |= {f"local {_eps(e)}": {"dp": "local", "dp-epsilon": e, **DP_TRAINING} for
 ROWS |= {f"central {_eps(e)}": {"dp": "central", "dp-epsilon": e} for e in EPSILONS}
 ROWS[f"{ALONE} alone ε=∞"] = {}
 ROWS[f"{ALONE} alone ε=8"] = {"dp": "local", "dp-epsilon": 8.0, **DP_TRAINING}
+# The attack's power, shown where there is something to find: a model that memorises
+# (three times the passes, no augmentation), without and with DP.
+OVERFIT = {"epochs": 60, "augment": False}
+ROWS[f"{ALONE} alone ε=∞, overfit"] = OVERFIT
+ROWS[f"{ALONE} alone ε=8, overfit"] = {"dp": "local", "dp-epsilon": 8.0, **DP_TRAINING, **OVERFIT}
 ROWS["federated ε=∞, warm start"] = {"warm-start": "phantoms"}
 ROWS |= {
     f"local {_eps(e)}, warm start": {
@@ -113,6 +118,7 @@ def _plan_json(p) -> dict:
         "verdict": p.verdict,
         "noise-multiplier": round(p.noise_multiplier, 4),
         "run-signal-to-noise": round(p.run_signal_to_noise, 1),
+        "unit": p.unit,
         "units": p.units,
     }
 
@@ -188,19 +194,21 @@ def main() -> None:
         if " alone " in name:
             eps = config.get("dp-epsilon")
             dp = {"batch": config.get("batch-size", 8), "lr": config.get("learning-rate", 0.002)}
+            epochs = config.get("epochs", p["rounds"] * p["epochs"])
             fitted = fit_dp(
                 sites[ALONE],
                 heldout,
                 run,
-                p["rounds"] * p["epochs"],
+                epochs,
                 eps,
                 **dp,
                 clip=1.0,
                 keep=args.workdir / "alone.pt",
+                augment=config.get("augment", True),
             )
             metrics, weights = fitted["metrics"], args.workdir / "alone.pt"
             used = {ALONE: splits[ALONE]}
-            plans = forecast(config, {ALONE: patients[ALONE]}, p)
+            plans = forecast(config, {ALONE: patients[ALONE]}, {**p, "rounds": 1, "epochs": epochs})
             eps_spent = {ALONE: fitted["epsilon"]} if eps else {}
         else:
             rc = {**cxr_run_config(p), **config}
@@ -250,24 +258,54 @@ def _splits(data: Path, workdir: Path, run: RunSettings) -> dict:
     }
 
 
+def consortium_forecast(planner: dict[str, dict]) -> dict | None:
+    """The planner's verdict for the global model of a row: the sites' forecasts
+    combined (:func:`common.privacy.planner.consortium_signal_to_noise`); central DP's
+    plan is already the consortium's (its units are the sites)."""
+    from common.privacy.planner import consortium_signal_to_noise, verdict_of
+
+    if not planner:
+        return None
+    plans = list(planner.values())
+    if plans[0].get("unit") == "sites" or len(plans) == 1:
+        snr = plans[0]["run-signal-to-noise"]
+    else:
+        snr = consortium_signal_to_noise([(p["units"], p["run-signal-to-noise"]) for p in plans])
+    return {"verdict": verdict_of(snr), "run-signal-to-noise": round(snr, 1)}
+
+
+def reference_of(name: str) -> str:
+    """The non-DP row a row is compared with: the federated one, or the same site alone
+    trained the same way without DP."""
+    if " alone " in name:
+        return name.replace("ε=8", "ε=∞")
+    return REFERENCE
+
+
 def checks(result: dict) -> list[str]:
-    """The issue's targets and the planner's forecasts, checked against the rows."""
+    """The issue's targets and the planner's forecasts, checked against the rows: each
+    row's forecast for its model (the consortium's, or the site's alone) against the
+    outcome measured on every site's vendor."""
     rows, out = result["rows"], []
     vendor_of = result.get("vendors", {})
     ref = rows.get(REFERENCE)
     for name, row in rows.items():
-        if ref is None or " alone " in name or name == REFERENCE:
+        base = rows.get(reference_of(name))
+        whole = consortium_forecast(row.get("planner", {}))
+        if base is None or base is row or whole is None:
             continue
-        for site, plan in row.get("planner", {}).items():
+        for site in row.get("attack", {}):
             vendor = vendor_of.get(site)
             if vendor not in row["metrics"]:
                 continue
-            ratio = row["metrics"][vendor]["dice"] / ref["metrics"][vendor]["dice"]
+            ratio = row["metrics"][vendor]["dice"] / base["metrics"][vendor]["dice"]
             seen = outcome(ratio)
-            agree = "agrees" if seen == plan["verdict"] else "DISAGREES"
+            agree = "agrees" if seen == whole["verdict"] else "DISAGREES"
+            alone = row["planner"].get(site, {})
             out.append(
-                f"{name}, {site}: {ratio:.3f}x non-DP ({seen}); planner: {plan['verdict']} "
-                f"(signal/noise {plan['run-signal-to-noise']:.0f}): {agree}"
+                f"{name}, {site}: {ratio:.3f}x non-DP ({seen}); planner: {whole['verdict']} "
+                f"(signal/noise {whole['run-signal-to-noise']:.0f}; the site's own "
+                f"{alone.get('run-signal-to-noise', 0):.0f}): {agree}"
             )
     for eps, floor in (("8", 0.95), ("3", 0.90)):
         for suffix in ("", ", warm start"):
@@ -283,7 +321,7 @@ def checks(result: dict) -> list[str]:
             out.append(
                 f"local ε={eps}{suffix}: worst site {worst:.3f}x non-DP (>= {floor}: {verdict})"
             )
-    for name in (f"{ALONE} alone ε=∞", f"{ALONE} alone ε=8", REFERENCE, "local ε=8"):
+    for name in (n for n in ROWS if " alone " in n or n in (REFERENCE, "local ε=8")):
         if name in rows:
             for site, a in rows[name]["attack"].items():
                 out.append(
@@ -343,30 +381,32 @@ def _write_outputs(result: dict, out: Path) -> str:
 
 
 def site_table(result: dict) -> str:
-    """Per row and site: ε spent, the planner's forecast, the measured outcome against
-    the non-DP row, and the attack's AUC."""
+    """Per row and site: ε spent, the planner's forecasts (for the row's model, and for
+    the site's own contribution), the measured outcome against the row's non-DP
+    reference, and the attack's AUC."""
     rows, vendor_of = result["rows"], result.get("vendors", {})
-    ref = rows.get(REFERENCE)
     lines = [
-        "| row | site | ε spent | planner (signal/noise) | measured | attack AUC [95% CI] |",
-        "|---|---|---:|---|---|---|",
+        "| row | site | ε spent | planner: the model (signal/noise) | planner: the site's "
+        "own | measured | attack AUC [95% CI] |",
+        "|---|---|---:|---|---|---|---|",
     ]
     for name in (n for n in ROWS if n in rows):
         row = rows[name]
+        base = rows.get(reference_of(name))
+        whole = consortium_forecast(row.get("planner", {}))
         for site, a in row.get("attack", {}).items():
             vendor = vendor_of.get(site)
             eps = row.get("epsilon", {}).get(site)
             plan = row.get("planner", {}).get(site)
-            forecast_text = (
-                f"{plan['verdict']} ({plan['run-signal-to-noise']:.0f})" if plan else "–"
-            )
-            measured = "reference" if name == REFERENCE else "–"
-            if name != REFERENCE and ref and vendor in row["metrics"] and " alone " not in name:
-                ratio = row["metrics"][vendor]["dice"] / ref["metrics"][vendor]["dice"]
+            own = f"{plan['verdict']} ({plan['run-signal-to-noise']:.0f})" if plan else "–"
+            model = f"{whole['verdict']} ({whole['run-signal-to-noise']:.0f})" if whole else "–"
+            measured = "reference" if base is row else "–"
+            if base is not None and base is not row and vendor in row["metrics"]:
+                ratio = row["metrics"][vendor]["dice"] / base["metrics"][vendor]["dice"]
                 measured = f"{ratio:.3f}x ({outcome(ratio)})"
             lines.append(
-                f"| {name} | {site} | {'–' if eps is None else f'{eps:.2f}'} | "
-                f"{forecast_text} | {measured} | {a['auc']:.3f} [{a['low']:.3f}-{a['high']:.3f}] |"
+                f"| {name} | {site} | {'–' if eps is None else f'{eps:.2f}'} | {model} | "
+                f"{own} | {measured} | {a['auc']:.3f} [{a['low']:.3f}-{a['high']:.3f}] |"
             )
     return "\n".join(lines) + "\n"
 

@@ -38,7 +38,14 @@ EPOCHS = 20  # the passes over the data of every chest X-ray row (10 rounds x 2 
 
 
 def fit_dp(
-    train, heldout, run: RunSettings, epochs: int, epsilon: float | None, keep=None, **dp
+    train,
+    heldout,
+    run: RunSettings,
+    epochs: int,
+    epsilon: float | None,
+    keep=None,
+    augment: bool = True,
+    **dp,
 ) -> dict:
     """:func:`bench.tables.fit`, with DP-SGD at ``epsilon`` (None: without DP) over all
     ``epochs`` as one round; ``dp``: batch, lr, clip. Returns metrics, seconds, steps,
@@ -65,7 +72,7 @@ def fit_dp(
         dps = DPSettings("local", epsilon, 1e-5, max_grad_norm=dp["clip"], rounds=1)
         plan = plan_round(dps, train.patients, dp["batch"], epochs)
     start = time.perf_counter()
-    stats = train_model(model, train, settings, dp=plan)
+    stats = train_model(model, train, settings, augment=augment, dp=plan)
     if keep is not None:
         torch.save(model.state_dict(), keep)
     return {

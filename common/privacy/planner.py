@@ -89,8 +89,7 @@ class PrivacyPlan:
 
     @property
     def verdict(self) -> str:
-        snr = self.run_signal_to_noise
-        return VERDICTS[(snr >= NO_LEARNING) + (snr >= NEAR_NON_DP)]
+        return verdict_of(self.run_signal_to_noise)
 
     def describe(self) -> str:
         """One plain sentence: what the noise is, and what to expect."""
@@ -151,6 +150,31 @@ def plan(
             settings, base.sample_rate, per_round, Path(state_dir) if state_dir else None
         )
     return replace(base, noise_multiplier=noise)
+
+
+def consortium_signal_to_noise(sites: list[tuple[int, float]]) -> float:
+    """The run's signal-to-noise of the global model that averages sites' DP-SGD.
+
+    Args:
+        sites: ``(patients, run signal-to-noise)`` of each site's plan
+            (:attr:`PrivacyPlan.units`, :attr:`PrivacyPlan.run_signal_to_noise`).
+
+    FedAvg weighs site ``i`` by its share ``w_i`` of the patients; if every site's
+    updates carry the same signal and independent noise (site ``i``'s signal-to-noise
+    ``r_i``), the average's noise is ``sqrt(Σ w_i² / r_i²)`` of the signal. A small site
+    next to large ones is carried by them: its own plan says what its contribution is
+    worth, this one what the consortium's model is.
+    """
+    total = sum(n for n, _ in sites)
+    if not sites or total < 1 or any(not r > 0 for _, r in sites):
+        raise ConfigError(f"a consortium needs sites with patients and a plan, got {sites}")
+    return 1.0 / math.sqrt(sum((n / total) ** 2 / r**2 for n, r in sites))
+
+
+def verdict_of(signal_to_noise: float) -> str:
+    """The verdict for a run signal-to-noise (thresholds :data:`NO_LEARNING`,
+    :data:`NEAR_NON_DP`)."""
+    return VERDICTS[(signal_to_noise >= NO_LEARNING) + (signal_to_noise >= NEAR_NON_DP)]
 
 
 def plan_central(sites: int, epsilon: float, delta: float, rounds: int) -> PrivacyPlan:

@@ -97,3 +97,15 @@ def test_central_dp_is_planned_with_the_noise_the_server_charges():
     assert plan_central(3, 8.0, 1e-5, 10).verdict == "no learning"
     with pytest.raises(ConfigError, match="sites must be at least 1"):
         plan_central(0, 8.0, 1e-5, 10)
+
+
+def test_a_small_site_is_carried_by_the_consortium_it_averages_with():
+    from common.privacy.planner import consortium_signal_to_noise
+
+    # k equal sites: the average's noise shrinks by sqrt(k)
+    assert consortium_signal_to_noise([(100, 50.0)] * 4) == pytest.approx(100.0)
+    # a small site beside a large one: the model is near the large site's forecast
+    mixed = consortium_signal_to_noise([(20, 30.0), (400, 300.0)])
+    assert 280 < mixed < 320
+    with pytest.raises(ConfigError, match="sites with patients"):
+        consortium_signal_to_noise([])
