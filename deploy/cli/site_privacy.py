@@ -74,6 +74,11 @@ def plan_command(
     epochs: int | None = typer.Option(None, help="The run's local-epochs."),
     batch_size: int | None = typer.Option(None, help="The run's batch-size (logical batch)."),
     accountant: str | None = typer.Option(None, help="prv | rdp."),
+    others: str = typer.Option(
+        "",
+        help="The other sites' training patients, comma-separated (e.g. 362,158): adds "
+        "the forecast for the consortium's model, which averages all sites.",
+    ),
 ) -> None:
     """For the site's patients and the run's ε, δ, rounds, epochs and batch: the noise
     multiplier, the noise against the clipped signal, a verdict, and what would change it.
@@ -105,6 +110,13 @@ def plan_command(
         raise typer.Exit(2) from None
     colour = {"no learning": "red", "learns, at a cost": "yellow"}.get(base.verdict, "green")
     console.print(f"[bold {colour}]{base.verdict}[/]: {base.describe()}")
+    if others:
+        try:
+            whole = _consortium_line(base, others, state_dir)
+        except (ConfigError, ValueError) as exc:
+            console.print(f"[red]error:[/] --others {others!r}: {exc}")
+            raise typer.Exit(2) from None
+        console.print(whole)
     options = alternatives(base, state_dir)
     if not options:
         if base.verdict != "close to non-DP":
@@ -118,6 +130,21 @@ def plan_command(
         table.add_row(label, f"{p.noise_multiplier:.2f}", f"{p.run_signal_to_noise:.0f}", p.verdict)
     console.print("What would change it:")
     console.print(table)
+
+
+def _consortium_line(base, others: str, state_dir) -> str:
+    """The forecast for the global model of this site and ``others`` (patient counts)."""
+    from common.privacy.planner import consortium_signal_to_noise, plan, verdict_of
+
+    counts = [int(x) for x in others.split(",") if x.strip()]
+    fields = {k: v for k, v in base.__dict__.items() if k not in ("noise_multiplier", "unit")}
+    plans = [base] + [plan(**{**fields, "units": n}, state_dir=state_dir) for n in counts]
+    snr = consortium_signal_to_noise([(p.units, p.run_signal_to_noise) for p in plans])
+    sizes = ", ".join(str(p.units) for p in plans)
+    return (
+        f"the consortium's model ({len(plans)} sites: {sizes} patients, averaged by FedAvg): "
+        f"signal {snr:.0f}× the noise over the run: {verdict_of(snr)}"
+    )
 
 
 @privacy_app.command("attack")

@@ -109,3 +109,17 @@ def test_a_small_site_is_carried_by_the_consortium_it_averages_with():
     assert 280 < mixed < 320
     with pytest.raises(ConfigError, match="sites with patients"):
         consortium_signal_to_noise([])
+
+
+def test_cli_adds_the_consortiums_forecast_when_told_the_other_sites():
+    runner = CliRunner()
+    args = ["privacy", "plan", "--patients", "94", "--epsilon", "8", "--rounds", "10"]
+    args += ["--epochs", "2", "--batch-size", "8", "--accountant", "rdp"]
+    res = runner.invoke(app, [*args, "--others", "362,158"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert text.startswith("learns, at a cost: 94 patients")  # the site's own forecast
+    assert "the consortium's model (3 sites: 94, 362, 158 patients" in text
+    assert text.split("the consortium's model")[1].split("\n")[0].count("close to non-DP") == 1
+    bad = runner.invoke(app, [*args, "--others", "362,many"])
+    assert bad.exit_code == 2 and "--others '362,many'" in " ".join(bad.output.split())
