@@ -384,6 +384,8 @@ def site_table(result: dict) -> str:
     """Per row and site: ε spent, the planner's forecasts (for the row's model, and for
     the site's own contribution), the measured outcome against the row's non-DP
     reference, and the attack's AUC."""
+    from common.privacy.planner import verdict_of
+
     rows, vendor_of = result["rows"], result.get("vendors", {})
     lines = [
         "| row | site | ε spent | planner: the model (signal/noise) | planner: the site's "
@@ -398,7 +400,10 @@ def site_table(result: dict) -> str:
             vendor = vendor_of.get(site)
             eps = row.get("epsilon", {}).get(site)
             plan = row.get("planner", {}).get(site)
-            own = f"{plan['verdict']} ({plan['run-signal-to-noise']:.0f})" if plan else "–"
+            own = "–"
+            if plan:  # the verdict from the recorded signal-to-noise, at today's thresholds
+                snr = plan["run-signal-to-noise"]
+                own = f"{verdict_of(snr)} ({snr:.0f})"
             model = f"{whole['verdict']} ({whole['run-signal-to-noise']:.0f})" if whole else "–"
             measured = "reference" if base is row else "–"
             if base is not None and base is not row and vendor in row["metrics"]:
