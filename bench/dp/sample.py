@@ -3,7 +3,8 @@ what DP costs as a site grows, the planner's forecast beside each row, and the a
 
 Three sample sites (phantom chest radiographs from the built-in DICOM generator, each
 site a different vendor, about a fifth of each site's patients held back for validation)
-train for 6 rounds × 2 local epochs at 128 px on the Simulation Engine, without DP and
+train on the Simulation Engine (40 patients: 6 rounds × 2 local epochs at 128 px; 400:
+3 rounds × 1 epoch at 64 px, :data:`SIZES`), without DP and
 with local DP at ε = 8 (and 3 at 40 patients; δ = 1e-5, per patient, ``run.py``'s DP
 training settings), and are scored on the coordinator's held-out phantoms per vendor. Results:
 ``bench/results/dp_sample.json`` (the schema of ``dp.json``) and a Markdown table.
@@ -31,10 +32,15 @@ from bench import tables  # noqa: E402
 from bench.dp.run import DELTA, DP_TRAINING, _eps, attack, forecast, outcome  # noqa: E402
 from bench.tables import since  # noqa: E402
 
-P = {"image-size": 128, "rounds": 6, "epochs": 2}
+# passes and size per site size: 400 patients a site at 128 px for 6 x 2 would take about
+# 25 minutes a row here, so the larger sites train at 64 px for 3 rounds x 1 epoch
+SIZES = {
+    40: {"image-size": 128, "rounds": 6, "epochs": 2},
+    400: {"image-size": 64, "rounds": 3, "epochs": 1},
+}
 # the run config's defaults (batch 4, Adam 0.003): at 32 training patients a site, batch 8
 # leaves 48 steps in the whole run, too few to learn the phantoms (Dice 0.16 measured)
-BASE = {"local-epochs": 2, "image-size": 128, "batch-size": 4, "learning-rate": 0.003}
+BASE = {"batch-size": 4, "learning-rate": 0.003}
 # ε per site size: the 400-patient sites at ε = 8 only (each of their runs takes minutes)
 EPSILONS = {40: (float("inf"), 8.0, 3.0), 400: (float("inf"), 8.0)}
 
@@ -82,6 +88,8 @@ def main() -> None:
     result: dict = {}
     for cases in args.cases:
         workdir = args.workdir / f"n{cases}"
+        p = SIZES.get(cases, SIZES[40])
+        base = {**BASE, "local-epochs": p["epochs"], "image-size": p["image-size"]}
         for eps in EPSILONS.get(cases, (float("inf"), 8.0)):
             name = f"{cases} patients {_eps(eps)}"
             config = _config(eps)
@@ -89,12 +97,13 @@ def main() -> None:
                 shutil.rmtree(privacy)  # each row's ε is its own
             shutil.rmtree(workdir / "registry", ignore_errors=True)
             extra = " ".join(
-                f"{k}={json.dumps(v)}" for k, v in {**BASE, **config, "eval-every": 6}.items()
+                f"{k}={json.dumps(v)}"
+                for k, v in {**base, **config, "eval-every": p["rounds"]}.items()
             )
             start = time.perf_counter()
-            report = run_simulation(workdir, 3, P["rounds"], cases, extra=extra, console=console)
+            report = run_simulation(workdir, 3, p["rounds"], cases, extra=extra, console=console)
             seconds = since(start)
-            run = RunSettings.from_config({**BASE, "image-size": P["image-size"]})
+            run = RunSettings.from_config(base)
             splits = _splits(workdir, run)
             patients = {s: tr.patients for s, (tr, _) in splits.items()}
             last = json.loads((report.parent / "metrics.jsonl").read_text().splitlines()[-1])
@@ -104,7 +113,7 @@ def main() -> None:
                 "run_config": config,
                 "patients": patients,
                 "epsilon": _spent(workdir) if config else {},
-                "planner": forecast({**BASE, **config}, patients, P),
+                "planner": forecast({**base, **config}, patients, p),
                 "attack": attack(report.parent / "checkpoints" / "last.pt", splits, run),
             }
             console.print(
@@ -114,7 +123,7 @@ def main() -> None:
             )
             result = {
                 "measured": time.strftime("%Y-%m-%d %H:%M"),
-                "settings": P,
+                "settings": {str(k): v for k, v in SIZES.items()},
                 "run_config": BASE,
                 "dp_training": DP_TRAINING,
                 "delta": DELTA,

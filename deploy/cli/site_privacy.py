@@ -121,7 +121,7 @@ def plan_command(
     if not options:
         if base.verdict != "close to non-DP":
             console.print(
-                "No change of batch, rounds or a larger ε (up to 4×) lifts the verdict: "
+                "Neither fewer rounds nor a larger ε (up to 4×) lifts the verdict: "
                 'share synthetic data instead (share="synthetic"), or join without DP.'
             )
         return

@@ -20,10 +20,10 @@ from deploy.cli.main import app
     [
         # measured here: retina site (16 training images), Dice at the floor
         (16, 10.0, 12, 3, 4, "no learning"),
-        # Montgomery chest X-rays at eps = 8: 0.88x of non-DP
-        (110, 8.0, 6, 2, 8, "learns, at a cost"),
-        # Shenzhen at eps = 8: 0.95x of non-DP
-        (450, 8.0, 6, 2, 8, "close to non-DP"),
+        # Montgomery alone at eps = 8 (bench/dp): 0.90x of its non-DP Dice
+        (94, 8.0, 10, 2, 8, "learns, at a cost"),
+        # forecast beyond the runs measured: a site of 2000 patients at eps = 8
+        (2000, 8.0, 10, 2, 8, "close to non-DP"),
     ],
 )
 def test_verdicts_of_the_measured_sites(patients, epsilon, rounds, epochs, batch, verdict):
@@ -48,10 +48,10 @@ def test_the_plan_is_the_noise_the_rounds_will_use_and_spends_exactly_epsilon(tm
 
 
 def test_what_to_change_lifts_the_verdict_or_nothing_is_offered():
-    base = plan(450, 3.0, 1e-5, 6, 2, 8)
+    base = plan(1000, 3.0, 1e-5, 6, 2, 8)  # 388: learns, at a cost
     options = alternatives(base)
     assert options and all(o.verdict == "close to non-DP" for _, o in options)
-    assert any("logical batch" in label for label, _ in options)
+    assert [label for label, _ in options] == ["ε = 12"]  # 2 rounds or ε = 6 do not lift it
     tiny = plan(16, 10.0, 1e-5, 12, 3, 4)
     assert alternatives(tiny) == []  # nothing up to 4x the epsilon helps 16 patients
 
