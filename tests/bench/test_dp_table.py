@@ -33,8 +33,8 @@ RESULT = {
     "vendors": VENDORS,
     "rows": {
         "federated ε=∞": {**_row(0.90, 0.90, auc=0.60), "epsilon": {}},
-        # each site alone 300: the average of two is sqrt(2) x that, close to non-DP
-        "local ε=8": _row(0.88, 0.70, snr=300.0),
+        # each site alone 400: the average of two is sqrt(2) x that, close to non-DP
+        "local ε=8": _row(0.88, 0.70, snr=400.0),
         # each site alone 40: the average 57, no learning
         "local ε=3": _row(0.30, 0.85, snr=40.0),
     },
@@ -52,7 +52,7 @@ def test_the_models_forecast_is_checked_against_every_sites_vendor():
     mont8 = next(x for x in lines if x.startswith("local ε=8, montgomery"))
     shen8 = next(x for x in lines if x.startswith("local ε=8, shenzhen"))
     assert "0.978x non-DP (close to non-DP); planner: close to non-DP" in mont8
-    assert "(signal/noise 424; the site's own 300)" in mont8 and mont8.endswith("agrees")
+    assert "(signal/noise 566; the site's own 400)" in mont8 and mont8.endswith("agrees")
     assert "0.778x non-DP (learns, at a cost)" in shen8 and shen8.endswith("DISAGREES")
     mont3 = next(x for x in lines if x.startswith("local ε=3, montgomery"))
     assert "planner: no learning (signal/noise 57" in mont3 and mont3.endswith("agrees")
@@ -65,7 +65,7 @@ def test_site_table_has_a_line_per_row_and_site():
     text = site_table(RESULT)
     assert text.count("\n") == 2 + 3 * 2
     assert (
-        "| local ε=8 | montgomery | 7.99 | close to non-DP (424) | close to non-DP (300) | 0.978x"
+        "| local ε=8 | montgomery | 7.99 | close to non-DP (566) | learns, at a cost (400) | 0.978x"
         in text
     )
     assert "| federated ε=∞ | shenzhen | – | – | – | reference | 0.600 [0.500-0.700] |" in text
