@@ -32,8 +32,8 @@ from bench import tables  # noqa: E402
 from bench.dp.run import DELTA, DP_TRAINING, _eps, attack, forecast, outcome  # noqa: E402
 from bench.tables import since  # noqa: E402
 
-# passes and size per site size: 400 patients a site at 128 px for 6 x 2 would take about
-# 25 minutes a row here, so the larger sites train at 64 px for 3 rounds x 1 epoch
+# passes and size per site size: 400 patients a site at 128 px for 6 x 2 would train on 10x
+# the images of a 40-patient row, so the larger sites train at 64 px for 3 rounds x 1 epoch
 SIZES = {
     40: {"image-size": 128, "rounds": 6, "epochs": 2},
     400: {"image-size": 64, "rounds": 3, "epochs": 1},
