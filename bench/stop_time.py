@@ -42,6 +42,10 @@ class Interrupted:
     returncode: int
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_at(
     args: list[str],
     cwd: Path,
@@ -63,6 +67,9 @@ def interrupt_at(
         text=True,
         cwd=cwd,
         env={**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"},
+        # Ctrl-C as a person at a terminal sends it: a caller started in the background
+        # by a shell without job control ignores SIGINT, and its children would inherit that
+        preexec_fn=_default_sigint,
     )
     lines = []
     for line in proc.stdout:
