@@ -102,6 +102,13 @@ def plot(result: dict, path: Path, order, title: str, ylabel: str = "held-out Di
     plt.close(fig)
 
 
+def check_rows(names, rows) -> None:
+    """Stop with the choices when ``--only`` names a row the table does not have."""
+    for name in names:
+        if name not in rows:
+            raise SystemExit(f"unknown row {name!r}; choose from {list(rows)}")
+
+
 def since(start: float) -> float:
     """Seconds since ``start`` (a ``time.perf_counter()``)."""
     return time.perf_counter() - start

@@ -60,13 +60,13 @@ EPSILONS = (8.0, 3.0, 1.0)
 ALONE = "montgomery"
 
 
-def _eps(e: float) -> str:
+def eps_name(e: float) -> str:
     return "ε=∞" if e == float("inf") else f"ε={e:g}"
 
 
 ROWS: dict[str, dict] = {"federated ε=∞": {}}
-ROWS |= {f"local {_eps(e)}": {"dp": "local", "dp-epsilon": e, **DP_TRAINING} for e in EPSILONS}
-ROWS |= {f"central {_eps(e)}": {"dp": "central", "dp-epsilon": e} for e in EPSILONS}
+ROWS |= {f"local {eps_name(e)}": {"dp": "local", "dp-epsilon": e, **DP_TRAINING} for e in EPSILONS}
+ROWS |= {f"central {eps_name(e)}": {"dp": "central", "dp-epsilon": e} for e in EPSILONS}
 ROWS[f"{ALONE} alone ε=∞"] = {}
 ROWS[f"{ALONE} alone ε=8"] = {"dp": "local", "dp-epsilon": 8.0, **DP_TRAINING}
 # The attack's power, shown where there is something to find: a model that memorises
@@ -76,7 +76,7 @@ ROWS[f"{ALONE} alone ε=∞, overfit"] = OVERFIT
 ROWS[f"{ALONE} alone ε=8, overfit"] = {"dp": "local", "dp-epsilon": 8.0, **DP_TRAINING, **OVERFIT}
 ROWS["federated ε=∞, warm start"] = {"warm-start": "phantoms"}
 ROWS |= {
-    f"local {_eps(e)}, warm start": {
+    f"local {eps_name(e)}, warm start": {
         "dp": "local",
         "dp-epsilon": e,
         "warm-start": "phantoms",
@@ -172,9 +172,7 @@ def main() -> None:
     if args.render:
         _write_outputs(json.loads(args.render.read_text()), args.render)
         return
-    for name in args.only:
-        if name not in ROWS:
-            raise SystemExit(f"unknown row {name!r}; choose from {list(ROWS)}")
+    tables.check_rows(args.only, ROWS)
     p = dict(FULL)
     console = Console()
     data = args.workdir / "data"
@@ -331,12 +329,12 @@ def checks(result: dict) -> list[str]:
 
 
 SERIES = {  # a curve: its rows from ε=1 to ε=∞
-    "local DP": [*(f"local {_eps(e)}" for e in sorted(EPSILONS)), REFERENCE],
+    "local DP": [*(f"local {eps_name(e)}" for e in sorted(EPSILONS)), REFERENCE],
     "local DP, warm start": [
-        *(f"local {_eps(e)}, warm start" for e in sorted(EPSILONS)),
+        *(f"local {eps_name(e)}, warm start" for e in sorted(EPSILONS)),
         "federated ε=∞, warm start",
     ],
-    "central DP (site-level)": [*(f"central {_eps(e)}" for e in sorted(EPSILONS)), REFERENCE],
+    "central DP (site-level)": [*(f"central {eps_name(e)}" for e in sorted(EPSILONS)), REFERENCE],
 }
 
 
@@ -349,7 +347,7 @@ def curves(result: dict, path: Path) -> None:
 
     rows = result["rows"]
     vendors = sorted({v for r in rows.values() for v in r["metrics"] if v != "overall"})
-    xs = [*(_eps(e) for e in sorted(EPSILONS)), "ε=∞"]
+    xs = [*(eps_name(e) for e in sorted(EPSILONS)), "ε=∞"]
     fig, axes = plt.subplots(1, len(vendors) + 1, figsize=(4 * (len(vendors) + 1), 3.6))
     for ax, vendor in zip(axes, ["overall", *vendors]):
         for label, names in SERIES.items():

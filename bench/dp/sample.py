@@ -29,7 +29,7 @@ from rich.console import Console
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere
 
 from bench import tables  # noqa: E402
-from bench.dp.run import DELTA, DP_TRAINING, _eps, attack, forecast, outcome  # noqa: E402
+from bench.dp.run import DELTA, DP_TRAINING, attack, eps_name, forecast, outcome  # noqa: E402
 from bench.tables import since  # noqa: E402
 
 # passes and size per site size: 400 patients a site at 128 px for 6 x 2 would train on 10x
@@ -91,7 +91,7 @@ def main() -> None:
         p = SIZES.get(cases, SIZES[40])
         base = {**BASE, "local-epochs": p["epochs"], "image-size": p["image-size"]}
         for eps in EPSILONS.get(cases, (float("inf"), 8.0)):
-            name = f"{cases} patients {_eps(eps)}"
+            name = f"{cases} patients {eps_name(eps)}"
             config = _config(eps)
             for privacy in workdir.glob("state/*/privacy"):
                 shutil.rmtree(privacy)  # each row's ε is its own

@@ -159,9 +159,7 @@ def main() -> None:
     if args.render:
         _write_outputs(json.loads(args.render.read_text()), args.render)
         return
-    for name in args.only:
-        if name not in ROWS:
-            raise SystemExit(f"unknown row {name!r}; choose from {list(ROWS)}")
+    tables.check_rows(args.only, ROWS)
     p = dict(QUICK if args.quick else FULL)
     p["image-size"] = args.image_size or p["image-size"]
     p["rounds"] = args.rounds or p["rounds"]

@@ -161,9 +161,7 @@ def main() -> None:
             + f" ({seconds:.0f} s)"
         )
 
-    for name in args.only:
-        if name not in ROWS:
-            raise SystemExit(f"unknown row {name!r}; choose from {list(ROWS)}")
+    tables.check_rows(args.only, ROWS)
     for name in ROWS:
         if name not in args.only:
             continue
