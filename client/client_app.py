@@ -105,12 +105,14 @@ def train(msg: Message, context: Context) -> Message:
     """Train the received global model on local data; reply with weights and metrics."""
     startup, start = _process_age(), time.perf_counter()
     config = msg.content[keys.CONFIG]
+    received = _received(msg)
     site, reply = _work(
         msg,
         context,
         "train",
         round=int(config[keys.SERVER_ROUND]),
         proximal_mu=float(config.get(keys.PROXIMAL_MU, 0.0)),
+        received=received,
     )
     if reply["status"] == "declined":
         return _decline(msg, context, site, reply["reason"])
@@ -126,6 +128,8 @@ def train(msg: Message, context: Context) -> Message:
     }
     values = {k: v for k, v in values.items() if not math.isnan(v)}  # not disclosed (DP)
     release = ledger.release_digest(result["weights"], values)
+    if received is not None:  # what these weights also learnt from (share=exchange)
+        release["received"] = received_summary(received)
     entry = _record(context, msg, site, "weights", release, dp=result.get("dp"))
     content = RecordDict(
         {
@@ -136,6 +140,32 @@ def train(msg: Message, context: Context) -> Message:
         }
     )
     return Message(content=content, reply_to=msg)
+
+
+def _received(msg: Message) -> dict | None:
+    """The other sites' synthetic pairs a ``share=exchange`` training message carries."""
+    if keys.RECEIVED not in msg.content.array_records:
+        return None
+    arrays = msg.content.array_records[keys.RECEIVED]
+    origin = msg.content.config_records.get(keys.RECEIVED_FROM, ConfigRecord())
+    return {
+        "images": arrays[keys.SYNTH_IMAGES].numpy(),
+        "masks": arrays[keys.SYNTH_MASKS].numpy(),
+        "sites": [str(s) for s in origin.get(keys.RECEIVED_SITES, [])],
+        "counts": [int(c) for c in origin.get(keys.RECEIVED_COUNTS, [])],
+    }
+
+
+def received_summary(received: dict) -> dict:
+    """The ledger's account of received pairs: how many, from whom, and their digest."""
+    digest = ledger.release_digest(
+        {keys.SYNTH_IMAGES: received["images"], keys.SYNTH_MASKS: received["masks"]}
+    )
+    return {
+        "pairs": int(len(received["images"])),
+        "from": dict(zip(received["sites"], received["counts"])),
+        "sha256": digest["sha256"],
+    }
 
 
 @app.train(keys.SYNTHESIZE)

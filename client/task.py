@@ -94,6 +94,7 @@ def train_round(
     weights: Weights,
     server_round: int,
     proximal_mu: float = 0.0,
+    received: dict | None = None,
 ) -> RoundResult:
     """Load the global weights, train locally, validate locally.
 
@@ -103,6 +104,10 @@ def train_round(
         weights: global model weights by parameter name (numpy arrays).
         server_round: the round number (seeds the augmentation).
         proximal_mu: FedProx proximal weight sent by the server (0: plain local SGD).
+        received: under ``share=exchange``, the other sites' synthetic pairs
+            (``{"images", "masks", "sites", "counts"}``): trained on with the site's own
+            training split, each pair a unit of its own (none is this site's patient);
+            validation stays on real cases only.
 
     Returns:
         :class:`RoundResult` with the new weights.
@@ -121,6 +126,9 @@ def train_round(
             )
         )
     train_data, val_data = load_site(site, run)
+    real_patients = train_data.patients
+    if received is not None and len(received["images"]):
+        train_data = with_received(train_data, received, run)
     settings = run.train_settings(server_round, site_seed(site), proximal_mu)
     plan = accountant = None
     if dp.enabled:
@@ -137,7 +145,7 @@ def train_round(
             stats.steps,
             dp.budget,
             unit="patient",
-            patients=train_data.patients,
+            patients=real_patients,  # received pairs are units too, but nobody's patient
             # the global model's start, as the run config names it: a warm start spends
             # no site's privacy, and the auditor sees where the fine-tuning began
             warm_start=Path(run.warm_start).name if run.warm_start else "none",
@@ -156,6 +164,20 @@ def train_round(
         train_seconds=stats.seconds,
         dp=dp_record,
     )
+
+
+def with_received(train_data: SiteArrays, received: dict, run: RunSettings) -> SiteArrays:
+    """The site's training split plus received synthetic pairs, at its size and channels."""
+    from common.synth.pairs import as_site_arrays
+
+    images, masks = received["images"], received["masks"]
+    sites, counts = received.get("sites") or ["received"], received.get("counts") or [len(images)]
+    bounds = np.cumsum([0, *counts])
+    releases = {s: (images[a:b], masks[a:b]) for s, a, b in zip(sites, bounds, bounds[1:])}
+    mode = {1: "grey", 3: "rgb"}[train_data.channels]
+    pairs = as_site_arrays(releases, train_data.images.shape[-1], mode)
+    logger.info("training on %d real and %d received synthetic pairs", len(train_data), len(pairs))
+    return SiteArrays.concat([train_data, pairs])
 
 
 def _check_budget(site: SiteSettings, dp, n_train: int, settings):

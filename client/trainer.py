@@ -113,7 +113,12 @@ def handle(req: dict) -> dict:
     try:
         if req["op"] == "train":
             result = train_round(
-                site, run, req["weights"], req["round"], req.get("proximal_mu", 0.0)
+                site,
+                run,
+                req["weights"],
+                req["round"],
+                req.get("proximal_mu", 0.0),
+                received=req.get("received"),
             )
             return {"status": "ok", "result": asdict(result)}
         if req["op"] == "synthesize":

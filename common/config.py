@@ -24,7 +24,7 @@ from common.errors import ConfigError
 
 T = TypeVar("T")
 
-SHARE_MODES = ("weights", "synthetic", "both")
+SHARE_MODES = ("weights", "synthetic", "both", "exchange")
 AUGMENTATIONS = ("standard", "strong")
 
 

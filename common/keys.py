@@ -6,6 +6,8 @@ CONFIG = "config"  # ConfigRecord: per-round settings from the server
 METRICS = "metrics"  # MetricRecord: numbers a site reports
 SITE = "site"  # ConfigRecord: who replied, and why a round was declined
 LEDGER = "ledger"  # ConfigRecord: the signed privacy-ledger entry of this reply
+RECEIVED = "received"  # ArrayRecord: the other sites' synthetic pairs (share=exchange)
+RECEIVED_FROM = "received-from"  # ConfigRecord: whose pairs, how many of each
 
 # Message actions (message_type "train.<action>")
 SYNTHESIZE = "synthesize"  # a site trains its generator (once) and releases gated pairs
@@ -21,6 +23,8 @@ CHANNELS = "channels"  # the run's image channels, resolved by the server (rgb|g
 SITE_NAME = "name"
 DECLINED = "declined"  # reason text; present only when a site declines
 LEDGER_ENTRY = "entry"  # the entry as canonical JSON text
+RECEIVED_SITES = "sites"  # in RECEIVED_FROM: the releasing sites, in the pairs' order
+RECEIVED_COUNTS = "counts"  # in RECEIVED_FROM: each site's number of pairs
 
 # MetricRecord keys
 NUM_EXAMPLES = "num-examples"  # the weighting key of FedAvg and friends

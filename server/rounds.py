@@ -21,6 +21,7 @@ class RoundRecord:
     privacy: dict = field(default_factory=dict)  # central DP: noise, clipping, ε per site
     synthetic: list[dict] = field(default_factory=list)  # synthetic releases collected
     server_training: dict = field(default_factory=dict)  # training on the synthetic pool
+    exchanged: list[dict] = field(default_factory=list)  # share=exchange: pairs sent to sites
 
     def to_json(self) -> dict:
         """A JSON-ready dict."""
@@ -39,4 +40,5 @@ class RoundRecord:
             **({"central-dp": self.privacy} if self.privacy else {}),
             **({"synthetic": self.synthetic} if self.synthetic else {}),
             **({"server-training": self.server_training} if self.server_training else {}),
+            **({"exchanged": self.exchanged} if self.exchanged else {}),
         }

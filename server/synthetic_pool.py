@@ -9,7 +9,11 @@ one). Then, every round:
 * ``synthetic``: the global model trains ``server-epochs`` epochs on the pool at the
   server, starting from the previous round's model; no weights leave any site;
 * ``both``: the sites' weights are averaged as usual, then the average is fine-tuned for
-  ``server-epochs`` epochs on the pool.
+  ``server-epochs`` epochs on the pool;
+* ``exchange``: the server trains on nothing; every site's training message carries the
+  *other* sites' latest gated pairs, and each site trains on its real data plus them
+  (its ledger records what it received with the weights it then released). The weights
+  are averaged as usual.
 
 The held-out evaluation is the same as in weights mode. The pool's quality against the
 server's held-out real images (Fréchet distance, MS-SSIM diversity, mask statistics and
@@ -24,7 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 from common import keys
 from common.config import RunSettings
@@ -65,36 +69,13 @@ class SyntheticPool:
     def site_arrays(self, image_size: int, channels: str = "auto"):
         """The pool as :class:`common.data.arrays.SiteArrays` at ``image_size`` (vendor:
         site), with the run's resolved ``channels``."""
-        import torch
-        import torch.nn.functional as F
+        from common.synth.pairs import as_site_arrays
 
-        from common.data.arrays import SiteArrays
-        from common.data.channels import in_channels, select
+        return as_site_arrays(self.releases, image_size, channels)
 
-        images, masks, vendors = [], [], []
-        for site, (im, mk) in sorted(self.releases.items()):
-            if not len(im):
-                continue
-            x = torch.as_tensor(select(im, channels))
-            m = torch.as_tensor(mk.astype(np.float32))[:, None]
-            if x.shape[-1] != image_size:
-                x = F.interpolate(x, size=(image_size, image_size), mode="bilinear")
-                m = F.interpolate(m, size=(image_size, image_size), mode="bilinear")
-            images.append(x.clamp(0, 1).numpy().astype(np.float16))
-            masks.append((m[:, 0] > 0.5).numpy().astype(np.uint8))
-            vendors += [f"synthetic ({site})"] * len(im)
-        n = len(vendors)
-        shape = (0, image_size, image_size)
-        c = in_channels(channels) if channels != "auto" else 1
-        return SiteArrays(
-            images=np.concatenate(images) if images else np.zeros((0, c, *shape[1:]), np.float16),
-            masks=np.concatenate(masks) if masks else np.zeros(shape, np.uint8),
-            vendors=np.asarray(vendors, dtype=str),
-            cases=np.asarray([f"synthetic-{i}" for i in range(n)], dtype=str),
-            masks2=np.zeros((n, image_size, image_size), np.uint8),
-            has_mask2=np.zeros(n, bool),
-            fov=np.ones((n, image_size, image_size), np.uint8),
-        )
+    def others(self, site: str) -> dict:
+        """Every release but ``site``'s: what ``share=exchange`` sends ``site``."""
+        return {s: pair for s, pair in sorted(self.releases.items()) if s != site}
 
     def save(self) -> Path:
         """Write the pool to ``synthetic/pool.npz`` (images, masks, site of each pair)."""
@@ -206,7 +187,43 @@ class PoolingMixin:
             self._collect(server_round, grid)
         if self.run.share == "synthetic":
             return []  # no site trains weights
-        return super().configure_train(server_round, arrays, config, grid)  # type: ignore[misc]
+        messages = super().configure_train(server_round, arrays, config, grid)  # type: ignore[misc]
+        if self.run.share == "exchange":
+            messages = [self._with_others_pairs(m, server_round) for m in messages]
+        return messages
+
+    def _with_others_pairs(self, msg: Message, server_round: int) -> Message:
+        """``msg`` carrying every other site's latest release (``share=exchange``)."""
+        site = getattr(self, "pool_nodes", {}).get(msg.metadata.dst_node_id)
+        others = self.pool.others(site) if site else dict(self.pool.releases)
+        if not others:
+            return msg
+        images = np.concatenate([im for im, _ in others.values()]).astype(np.float16)
+        masks = np.concatenate([mk for _, mk in others.values()])
+        # Flower's strategies give every message one shared RecordDict: each site's
+        # message gets its own, with the pairs of the sites other than itself
+        content = RecordDict(dict(msg.content.items()))
+        content[keys.RECEIVED] = ArrayRecord(
+            {keys.SYNTH_IMAGES: Array(images), keys.SYNTH_MASKS: Array(masks)}
+        )
+        content[keys.RECEIVED_FROM] = ConfigRecord(
+            {
+                keys.RECEIVED_SITES: list(others),
+                keys.RECEIVED_COUNTS: [int(len(im)) for im, _ in others.values()],
+            }
+        )
+        out = Message(
+            content=content,
+            message_type=msg.metadata.message_type,
+            dst_node_id=msg.metadata.dst_node_id,
+            group_id=msg.metadata.group_id or None,
+        )
+        record = self.rounds.setdefault(server_round, RoundRecord())  # type: ignore[attr-defined]
+        record.exchanged.append(
+            {"to": site or f"node {msg.metadata.dst_node_id}", "pairs": int(len(images)),
+             "from": {s: int(len(im)) for s, (im, _) in others.items()}}
+        )
+        return out
 
     def _collect(self, server_round: int, grid) -> None:
         self._wait_for_sites(grid, self.run.min_sites)  # type: ignore[attr-defined]
@@ -222,6 +239,7 @@ class PoolingMixin:
             arrays = msg.content[keys.ARRAYS]
             images, masks = arrays[keys.SYNTH_IMAGES].numpy(), arrays[keys.SYNTH_MASKS].numpy()
             self.pool.add(name, images, masks)
+            self.pool_nodes = {**getattr(self, "pool_nodes", {}), msg.metadata.src_node_id: name}
             metrics = msg.content.metric_records.get(keys.METRICS, MetricRecord())
             record.synthetic.append({"site": name, **{k: float(v) for k, v in metrics.items()}})
         missing = len(messages) - len(replies)
@@ -245,7 +263,12 @@ class PoolingMixin:
             arrays, metrics = self._current, MetricRecord({})
         else:
             arrays, metrics = super().aggregate_train(server_round, replies)  # type: ignore[misc]
-        if arrays is None or len(self.pool) == 0 or self.run.server_epochs == 0:
+        if (
+            arrays is None
+            or len(self.pool) == 0
+            or self.run.server_epochs == 0
+            or self.run.share == "exchange"  # the sites trained on the pairs
+        ):
             return arrays, metrics
         pool = self.pool.site_arrays(pool_side(self.run), self.run.channels)
         state, info = train_on_pool(arrays.to_torch_state_dict(), pool, self.run, server_round)

@@ -9,8 +9,14 @@
 * **MS-SSIM diversity**: mean MS-SSIM over random pairs within a set (lower: more
   varied). Settings for small images: 7-pixel Gaussian window and three scales
   (weights 0.2, 0.3, 0.5), so 64-pixel images keep 16 pixels at the coarsest scale.
-* **Mask statistics**: structures per mask, structure size (share of the image), and
-  the share of empty masks, for real and synthetic sets side by side.
+* **Fréchet distance in the segmentation network's features** (:func:`network_features`):
+  the same distance in the deepest features of the consortium's own trained model, which
+  look at what segmentation looks at (offline, and meaningful for this task; comparable
+  only between sets measured with the same model).
+* **Mask statistics**: structures per mask, structure size (share of the image),
+  boundary length and roundness, and the share of empty masks, for real and synthetic
+  sets side by side (blobby synthetic vessels show here first).
+* The **classifier two-sample test** lives in :mod:`common.synth.two_sample`.
 * A **grid** of real and synthetic pairs (image with the mask's outline) as a PNG.
 """
 
@@ -62,19 +68,59 @@ def random_features(images: np.ndarray, seed: int = 0) -> np.ndarray:
     return feats.numpy().astype(np.float64)
 
 
-def frechet_distance(real: np.ndarray, synthetic: np.ndarray, seed: int = 0) -> float:
-    """Fréchet distance between Gaussians fitted to the two sets' random-CNN features.
+def network_features(model, images: np.ndarray, size: int, batch: int = 32) -> np.ndarray:
+    """``(N, 2K)`` features of a trained segmentation network: mean and standard
+    deviation over space of its deepest convolution's output (the one with the fewest
+    pixels; the last of them), for images resized to the network's ``size``.
+
+    Args:
+        model: a ``torch.nn.Module`` with ``Conv2d`` layers (any of
+            :mod:`common.seg.networks`).
+        images: ``(N, C, S, S)`` in ``[0, 1]``, C the network's input channels.
+        size: the side the network was trained at.
+    """
+    import torch
+
+    outputs: dict[int, object] = {}
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks = [
+        conv.register_forward_hook(lambda _m, _i, out, k=k: outputs.__setitem__(k, out))
+        for k, conv in enumerate(convs)
+    ]
+    feats = []
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), batch):
+                outputs.clear()
+                model(_as_batch(images[start : start + batch], size))
+                pixels = {k: o.shape[-1] * o.shape[-2] for k, o in outputs.items()}
+                deepest = max(k for k in pixels if pixels[k] == min(pixels.values()))
+                o = outputs[deepest]
+                feats.append(torch.cat([o.mean(dim=(2, 3)), o.std(dim=(2, 3))], dim=1))
+    finally:
+        for h in hooks:
+            h.remove()
+    return torch.cat(feats).numpy().astype(np.float64)
+
+
+def frechet_distance(
+    real: np.ndarray, synthetic: np.ndarray, seed: int = 0, features=None
+) -> float:
+    """Fréchet distance between Gaussians fitted to the two sets' features.
 
     Args:
         real: ``(N, C, S, S)`` images in ``[0, 1]``.
         synthetic: ``(M, C, S', S')`` images in ``[0, 1]``.
-        seed: the feature network's seed.
+        seed: the random feature network's seed.
+        features: ``features(images) -> (N, D)``; default :func:`random_features`.
     """
     from scipy import linalg
 
     if len(real) < 2 or len(synthetic) < 2:
         raise ValueError("the Fréchet distance needs at least 2 images in each set")
-    a, b = random_features(real, seed), random_features(synthetic, seed)
+    features = features or (lambda x: random_features(x, seed))
+    a, b = features(real), features(synthetic)
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
@@ -130,20 +176,32 @@ def ms_ssim_diversity(images: np.ndarray, pairs: int = 200, seed: int = 0) -> fl
 
 
 def mask_statistics(masks: np.ndarray) -> dict:
-    """Structures per mask, structure sizes (share of the image) and empty masks.
+    """Structures per mask, their size, boundary and roundness, and empty masks.
+
+    A structure's boundary is its pixels with a background 4-neighbour (or on the image's
+    edge), counted in image sides (a boundary as long as the image is wide is 1.0); its
+    roundness is ``4π area / boundary²`` in pixels (highest for a disc, near 0 for a
+    thin vessel; compare real with synthetic, not with 1).
 
     Returns:
         ``{"n", "empty_share", "structures_mean", "structures_hist", "size_median",
-        "size_q10", "size_q90", "foreground_share"}`` (sizes over all structures).
+        "size_q10", "size_q90", "boundary_median", "roundness_median",
+        "foreground_share"}`` (medians and quantiles over all structures).
     """
     from scipy import ndimage
 
-    counts, sizes = [], []
+    counts, sizes, boundaries, roundness = [], [], [], []
     for m in np.asarray(masks):
-        labels, k = ndimage.label(m > 0)
+        fg = m > 0
+        labels, k = ndimage.label(fg)
         counts.append(k)
         if k:
-            sizes.extend(np.bincount(labels.ravel())[1:] / m.size)
+            areas = np.bincount(labels.ravel())[1:]
+            sizes.extend(areas / m.size)
+            inner = ndimage.binary_erosion(fg, border_value=0)
+            edge = np.bincount(labels[fg & ~inner], minlength=k + 1)[1:]
+            boundaries.extend(edge / m.shape[-1])
+            roundness.extend(4 * np.pi * areas / np.maximum(edge, 1) ** 2)
     counts_arr = np.asarray(counts)
     hist = np.bincount(np.minimum(counts_arr, 5), minlength=6) if len(counts_arr) else []
     q = np.quantile(sizes, [0.1, 0.5, 0.9]) if sizes else [np.nan] * 3
@@ -155,6 +213,8 @@ def mask_statistics(masks: np.ndarray) -> dict:
         "size_q10": float(q[0]),
         "size_median": float(q[1]),
         "size_q90": float(q[2]),
+        "boundary_median": float(np.median(boundaries)) if boundaries else float("nan"),
+        "roundness_median": float(np.median(roundness)) if roundness else float("nan"),
         "foreground_share": float(np.mean(np.asarray(masks) > 0)) if len(masks) else 0.0,
     }
 
@@ -164,9 +224,26 @@ def quality_summary(
     real_masks: np.ndarray,
     synth_images: np.ndarray,
     synth_masks: np.ndarray,
+    model=None,
+    model_size: int = 0,
+    two_sample: bool = True,
 ) -> dict:
-    """Everything above for one real and one synthetic set, JSON-ready."""
-    return {
+    """Everything above, and the two-sample test, for one real and one synthetic set.
+
+    Args:
+        real_images, real_masks: the real reference pairs (``(N, C, S, S)``, ``(N, S, S)``).
+        synth_images, synth_masks: the synthetic pairs.
+        model: the consortium's trained segmentation network, for the Fréchet distance in
+            its features (``None``: left out); ``model_size`` is its training side.
+        two_sample: run the classifier two-sample test (a few seconds of training).
+
+    Returns:
+        A JSON-ready dict; ``*_real_halves`` is the same distance between two halves of
+        the real set, the floor a synthetic set can be read against.
+    """
+    from common.synth.two_sample import classifier_two_sample
+
+    out = {
         "feature_space": "seeded random 4-layer CNN at 64x64 (offline; Inception weights "
         "for FID cannot be downloaded here; not comparable with published FIDs)",
         "frechet_distance": frechet_distance(real_images, synth_images),
@@ -178,14 +255,25 @@ def quality_summary(
         "n_real": int(len(real_images)),
         "n_synthetic": int(len(synth_images)),
     }
+    if model is not None:
+        features = lambda x: network_features(model, x, model_size)  # noqa: E731
+        out["frechet_distance_segmentation"] = frechet_distance(
+            real_images, synth_images, features=features
+        )
+        out["frechet_distance_segmentation_real_halves"] = _real_halves(real_images, features)
+    if two_sample and min(len(real_images), len(synth_images)) >= 8:
+        out["two_sample"] = classifier_two_sample(
+            real_images, real_masks, synth_images, synth_masks
+        )
+    return out
 
 
-def _real_halves(images: np.ndarray) -> float | None:
+def _real_halves(images: np.ndarray, features=None) -> float | None:
     """FD between two halves of the real set: the floor the synthetic FD can be read against."""
     n = len(images) // 2
     if n < 2:
         return None
-    return frechet_distance(images[:n], images[n : 2 * n])
+    return frechet_distance(images[:n], images[n : 2 * n], features=features)
 
 
 def pair_grid_png(

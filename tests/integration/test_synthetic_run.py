@@ -93,3 +93,73 @@ def test_synthetic_mode_end_to_end(tiny_consortium, tmp_path, prepare):
     registry = site_keys.load_registry(tmp_path / "registry")
     consortium_ledger = out / "ledger" / "consortium.jsonl"
     assert audit.verify([*site_ledgers, consortium_ledger], registry) == ([], [])
+
+
+def test_exchange_mode_sites_train_on_each_others_pairs(tiny_consortium, tmp_path, prepare):
+    """share=exchange: each site trains on its data plus the other sites' gated pairs, and
+    its ledger says, with the weights it released, which pairs it had received."""
+    data, _ = tiny_consortium
+    out = tmp_path / "run"
+    states = {i: tmp_path / f"state-{i}" for i in (1, 2)}
+    for i in (1, 2):
+        prepare(data / f"site-{i}", states[i], 32)
+        site_keys.register(
+            tmp_path / "registry", f"site-{i}", site_keys.load_or_create(states[i])[1]
+        )
+    config = {
+        "num-server-rounds": 2,
+        "image-size": 32,
+        "min-sites": 2,
+        "round-timeout": 300.0,
+        "eval-dir": str(data / "heldout"),
+        "out-dir": str(out),
+        "registry": str(tmp_path / "registry"),
+        "share": "exchange",
+        "synth-config": "tiny",
+        "synth-n": 8,
+        "synth-gate-quantile": 0.0,  # tiny generators: keep every pair so each site gets some
+    }
+    nodes = [
+        SiteNode(
+            f"site-{i}",
+            {
+                "site-name": f"site-{i}",
+                "data-dir": str(data / f"site-{i}"),
+                "state-dir": str(states[i]),
+                "val-fraction": 0.5,
+            },
+        )
+        for i in (1, 2)
+    ]
+    with LocalConsortium(tmp_path / "flwr", nodes) as consortium:
+        status = consortium.wait(consortium.submit(config), timeout=900)
+    assert status["status"] == "finished:completed", status
+
+    rounds = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    released = {x["site"]: int(x["synthetic-released"]) for x in rounds[1]["sites"]["synthetic"]}
+    assert sorted(released) == ["site-1", "site-2"] and all(released.values())
+    for r in rounds[1:]:
+        assert sorted(x["site"] for x in r["sites"]["trained"]) == ["site-1", "site-2"]
+        assert "server-training" not in r["sites"]  # the server trains on nothing
+        sent = {x["to"]: x for x in r["sites"]["exchanged"]}
+        assert sent["site-1"]["from"] == {"site-2": released["site-2"]}
+        assert sent["site-2"]["from"] == {"site-1": released["site-1"]}
+
+    pool = np.load(out / "synthetic" / "pool.npz")
+    for i, other in ((1, "site-2"), (2, "site-1")):
+        entries = ledger.read_lines(states[i] / ledger.LEDGER_FILE)
+        assert [e["kind"] for e in entries] == ["synthetic", "weights", "weights"]
+        for e in entries[1:]:
+            received = e["release"]["received"]
+            assert received["from"] == {other: released[other]}
+            assert received["pairs"] == released[other]
+        # the digest is that of the other site's release as the server pooled it
+        mine = pool["sites"] == other
+        digest = ledger.release_digest(
+            {"images": pool["images"][mine].astype(np.float16), "masks": pool["masks"][mine]}
+        )
+        assert entries[1]["release"]["received"]["sha256"] == digest["sha256"]
+    registry = site_keys.load_registry(tmp_path / "registry")
+    site_ledgers = [states[i] / ledger.LEDGER_FILE for i in (1, 2)]
+    consortium_ledger = out / "ledger" / "consortium.jsonl"
+    assert audit.verify([*site_ledgers, consortium_ledger], registry) == ([], [])

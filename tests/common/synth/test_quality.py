@@ -64,3 +64,54 @@ def test_quality_summary_and_grid():
     assert "Inception" in summary["feature_space"]
     png = q.pair_grid_png(real_i, real_m, syn_i, syn_m)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mask_statistics_tell_round_blobs_from_thin_vessels():
+    discs = np.zeros((1, 64, 64), np.uint8)
+    yy, xx = np.mgrid[:64, :64]
+    discs[0] = (yy - 32) ** 2 + (xx - 32) ** 2 <= 10**2
+    vessel = np.zeros((1, 64, 64), np.uint8)
+    vessel[0, 30:32, 4:60] = 1  # a 2-pixel-wide line of about the disc's boundary
+    round_, thin = q.mask_statistics(discs), q.mask_statistics(vessel)
+    assert round_["roundness_median"] > 5 * thin["roundness_median"]
+    # a 2 x 56 line: every pixel is on the boundary
+    assert thin["boundary_median"] == pytest.approx(112 / 64)
+
+
+def test_network_features_fd_uses_the_segmentation_model():
+    import torch
+
+    from common.seg.networks import create_network
+
+    real, _ = _discs(12, seed=0, size=32)
+    noise = np.random.default_rng(3).random((12, 32, 32)).astype(np.float32)
+    torch.manual_seed(0)
+    model = create_network("unet", 1)
+    feats = q.network_features(model, real, 32)
+    assert feats.shape[0] == 12 and feats.shape[1] % 2 == 0
+    fd = lambda x: q.network_features(model, x, 32)  # noqa: E731
+    assert q.frechet_distance(real, real, features=fd) == pytest.approx(0, abs=1e-6)
+    assert q.frechet_distance(real[:6], real[6:], features=fd) < q.frechet_distance(
+        real, noise, features=fd
+    )
+    summary = q.quality_summary(real, real[:, 0] > 0.5, noise, noise > 0.5, model, 32, False)
+    assert summary["frechet_distance_segmentation"] > 0 and "two_sample" not in summary
+
+
+def test_two_sample_test_tells_different_sets_apart_and_not_identical_ones():
+    from common.synth.two_sample import classifier_two_sample, wilson_interval
+
+    real_i, real_m = _discs(64, seed=0, size=32)
+    same_i, same_m = _discs(64, seed=1, size=32)
+    # the same images with square masks: only the mask gives them away
+    square = np.zeros_like(real_m)
+    square[:, 8:24, 8:24] = 1
+    alike = classifier_two_sample(real_i, real_m, same_i, same_m, steps=150)
+    apart = classifier_two_sample(real_i, real_m, real_i, square, steps=150)
+    assert apart["accuracy"] >= 0.9
+    assert alike["accuracy"] < 0.75
+    low, high = alike["ci95"]
+    assert low <= alike["accuracy"] <= high and alike["n_test"] == 64
+    assert wilson_interval(50, 100)[0] < 0.5 < wilson_interval(50, 100)[1]
+    with pytest.raises(ValueError, match="at least 8"):
+        classifier_two_sample(real_i[:4], real_m[:4], same_i, same_m)
