@@ -220,8 +220,11 @@ class PoolingMixin:
         )
         record = self.rounds.setdefault(server_round, RoundRecord())  # type: ignore[attr-defined]
         record.exchanged.append(
-            {"to": site or f"node {msg.metadata.dst_node_id}", "pairs": int(len(images)),
-             "from": {s: int(len(im)) for s, (im, _) in others.items()}}
+            {
+                "to": site or f"node {msg.metadata.dst_node_id}",
+                "pairs": int(len(images)),
+                "from": {s: int(len(im)) for s, (im, _) in others.items()},
+            }
         )
         return out
 
