@@ -186,6 +186,7 @@ def synthesize(msg: Message, context: Context) -> Message:
         keys.TRAIN_SECONDS: result["train_seconds"],
         keys.SAMPLE_SECONDS: result["sample_seconds"],
         keys.HANDLER_SECONDS: time.perf_counter() - start,
+        **{f"{keys.SYNTH_QUALITY}{k}": v for k, v in (result.get("quality") or {}).items()},
     }
     release = {**ledger.release_digest(arrays, values), "gate": gate}
     entry = _record(context, msg, site, "synthetic", release, dp=result.get("dp"))

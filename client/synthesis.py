@@ -43,6 +43,7 @@ class SynthResult:
     sample_seconds: float
     trained_now: bool
     dp: dict | None = None
+    quality: dict | None = None  # against the site's validation split (never under DP)
 
 
 def _fingerprint(train, settings, dp_mode: str) -> str:
@@ -89,6 +90,9 @@ def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) ->
         len(keep),
         int((~keep).sum()),
     )
+    quality = None
+    if trained_dp is None:  # under DP only the pairs leave: no statistic of real data
+        quality = release_quality(images[keep], masks[keep], val)
     return SynthResult(
         images=images[keep].astype(np.float16),
         masks=masks[keep],
@@ -97,7 +101,28 @@ def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) ->
         sample_seconds=time.perf_counter() - start,
         trained_now=trained_now,
         dp=_release_dp(site, trained_dp),
+        quality=quality,
     )
+
+
+def release_quality(images: np.ndarray, masks: np.ndarray, val: SiteArrays) -> dict | None:
+    """How the released pairs compare with the site's own validation split (real images
+    the generator never saw): the classifier two-sample accuracy (0.5: indistinguishable),
+    the random-feature Fréchet distance, and the masks' foreground share, real and
+    synthetic. ``None`` with fewer than 8 of either."""
+    from common.synth.quality import frechet_distance, mask_statistics
+    from common.synth.two_sample import classifier_two_sample
+
+    if min(len(images), len(val)) < 8:
+        return None
+    real = val.images.astype(np.float32)
+    two = classifier_two_sample(real, val.masks, images, masks)
+    return {
+        "two-sample-accuracy": two["accuracy"],
+        "frechet-distance": frechet_distance(real, images),
+        "foreground-real": mask_statistics(val.masks)["foreground_share"],
+        "foreground-synthetic": mask_statistics(masks)["foreground_share"],
+    }
 
 
 def generator_data(train: SiteArrays, val: SiteArrays, run: RunSettings):

@@ -38,4 +38,6 @@ SAMPLE_SECONDS = "sample-seconds"  # generating and gating synthetic pairs
 SYNTH_GENERATED = "synthetic-generated"
 SYNTH_DROPPED = "synthetic-dropped"  # near-copies stopped by the memorisation gate
 SYNTH_RELEASED = "synthetic-released"
+SYNTH_QUALITY = "synthetic-"  # prefix: the release against the site's validation split
+# (two-sample-accuracy, frechet-distance, foreground-real, foreground-synthetic)
 UNIFORM_WEIGHT = "uniform-weight"  # set by the server under central DP: an unweighted average

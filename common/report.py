@@ -269,8 +269,15 @@ def render(run_dir: Path) -> Path:
                     f"<td colspan=4>{int(x.get('synthetic-released', 0))} pairs released, "
                     f"{int(x.get('synthetic-dropped', 0))} of "
                     f"{int(x.get('synthetic-generated', 0))} dropped by the memorisation gate"
-                    f"</td><td>{_fmt(x.get('train-seconds'))}</td></tr>"
+                    f"{_release_quality(x)}</td><td>{_fmt(x.get('train-seconds'))}</td></tr>"
                 )
+        for x in s.get("exchanged", []):
+            whom = ", ".join(f"{k} {v}" for k, v in x.get("from", {}).items())
+            site_rows.append(
+                f"<tr><td>{r['round']}</td><td>{esc(str(x['to']))}</td><td>received</td>"
+                f"<td colspan=5>{int(x.get('pairs', 0))} synthetic pairs of other sites "
+                f"({esc(whom)}) to train on</td></tr>"
+            )
         if s.get("server-training"):
             t = s["server-training"]
             site_rows.append(
@@ -340,6 +347,18 @@ pixels at the training resolution.</p>
     return out
 
 
+def _release_quality(x: dict) -> str:
+    """A release's quality against its site's validation split, as the site reported it."""
+    acc = x.get("synthetic-two-sample-accuracy")
+    if acc is None:
+        return ""
+    return (
+        f"; against the site's validation images: two-sample accuracy {acc:.2f} "
+        f"(0.5: indistinguishable), foreground {x.get('synthetic-foreground-synthetic', 0):.3f}"
+        f" synthetic vs {x.get('synthetic-foreground-real', 0):.3f} real"
+    )
+
+
 def _synthetic_section(run_dir: Path) -> str:
     """The synthetic pool's quality against the held-out real set, if the run has one."""
     quality = _load(run_dir / "synthetic" / "quality.json")
@@ -363,6 +382,14 @@ def _synthetic_section(run_dir: Path) -> str:
             f"{ms['size_q10']:.4f}–{ms['size_q90']:.4f}",
         ),
         ("foreground (share of pixels)", mr["foreground_share"], ms["foreground_share"]),
+        *(
+            [
+                ("boundary per structure, median (image sides)", mr[b], ms[b]),
+                ("roundness, median (4π area / boundary²)", mr[r], ms[r]),
+            ]
+            if (b := "boundary_median") in mr and (r := "roundness_median") in mr
+            else []
+        ),
         (
             "masks with 0/1/2/3/4/5+ structures",
             "/".join(map(str, mr["structures_hist"])),
@@ -386,6 +413,23 @@ def _synthetic_section(run_dir: Path) -> str:
         )
         + f". Feature space: {esc(quality['feature_space'])}.</p>"
     )
+    seg = quality.get("frechet_distance_segmentation")
+    if seg is not None:
+        floor = quality.get("frechet_distance_segmentation_real_halves")
+        fd += (
+            f"<p>Fréchet distance in the features of the consortium's trained model (its "
+            f"deepest convolution): <b>{seg:.3f}</b>"
+            + (f" (two halves of the real set: {floor:.3f})" if floor else "")
+            + ".</p>"
+        )
+    two = quality.get("two_sample")
+    if two:
+        fd += (
+            f"<p>Classifier two-sample test (a small CNN told to separate real from "
+            f"synthetic pairs, scored on halves it did not train on): accuracy "
+            f"<b>{two['accuracy']:.2f}</b> (95% CI {two['ci95'][0]:.2f}–{two['ci95'][1]:.2f}, "
+            f"{two['n_test']} pairs; 0.5: indistinguishable, 1.0: always told apart).</p>"
+        )
     per_site = ", ".join(f"{esc(k)}: {v}" for k, v in quality.get("per_site", {}).items())
     grid = run_dir / "synthetic" / "pairs.png"
     img = (

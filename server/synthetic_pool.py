@@ -142,9 +142,17 @@ def train_on_pool(state_dict: dict, pool, run: RunSettings, server_round: int) -
     return {k: v.detach() for k, v in model.state_dict().items()}, info
 
 
-def write_quality(pool: SyntheticPool, reference) -> dict:
+def write_quality(pool: SyntheticPool, reference, model=None, model_size: int = 0) -> dict:
     """Quality of the pool against real reference pairs: ``synthetic/quality.json`` and
-    ``synthetic/pairs.png`` (see :mod:`common.synth.quality`)."""
+    ``synthetic/pairs.png`` (see :mod:`common.synth.quality`).
+
+    Args:
+        pool: the releases.
+        reference: the held-out real :class:`common.data.arrays.SiteArrays`.
+        model: the consortium's segmentation network after the last round, for the
+            Fréchet distance in its features (``None`` when the pool is first collected:
+            the model has not learnt anything yet); ``model_size`` its training side.
+    """
     from common.synth.quality import pair_grid_png, quality_summary
 
     images = np.concatenate([im for im, _ in pool.releases.values()])
@@ -155,7 +163,11 @@ def write_quality(pool: SyntheticPool, reference) -> dict:
 
         reference = random_patches(reference, size, 4, seed=0)
     real_images = reference.images.astype(np.float32)
-    summary = quality_summary(real_images, reference.masks, images, masks)
+    if images.shape[1] != real_images.shape[1]:  # the run's channels: compare like with like
+        from common.data.channels import select
+
+        images = select(images, "grey" if real_images.shape[1] == 1 else "rgb")
+    summary = quality_summary(real_images, reference.masks, images, masks, model, model_size)
     summary["per_site"] = {s: len(im) for s, (im, _) in sorted(pool.releases.items())}
     pool.dir.mkdir(parents=True, exist_ok=True)
     (pool.dir / "quality.json").write_text(json.dumps(summary, indent=1))
@@ -259,7 +271,23 @@ class PoolingMixin:
             time.monotonic() - start,
         )
 
+    def _final_quality(self, arrays: ArrayRecord) -> None:
+        """The pool's quality again, now also in the features of the trained model."""
+        from common.seg.networks import create_network
+
+        reference = self.reference.with_channels(self.run.channels)
+        model = create_network(self.run.network, reference.channels)
+        model.load_state_dict(arrays.to_torch_state_dict())
+        write_quality(self.pool, reference, model, self.run.image_size)
+
     def aggregate_train(self, server_round: int, replies):
+        arrays, metrics = self._aggregate(server_round, replies)
+        last = server_round == self.run.num_server_rounds
+        if arrays is not None and last and self.reference is not None and len(self.pool) >= 2:
+            self._final_quality(arrays)
+        return arrays, metrics
+
+    def _aggregate(self, server_round: int, replies):
         if self.run.share == "synthetic":
             record = self.rounds.setdefault(server_round, RoundRecord())  # type: ignore[attr-defined]
             record.seconds = 0.0

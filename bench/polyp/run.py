@@ -13,7 +13,16 @@ and overall.
   run on one luminance channel (run config ``channels = "grey"``), which says what the
   colour is worth: consortium runs of the FedSynth apps on Flower's Simulation Engine
   (:func:`deploy.local.runner.run_consortium`), the same path as ``fedsynth consortium
-  run``.
+  run``;
+* the synthetic-data rows (Saragih et al. 2024's claim, tested here): each centre trains
+  its image+mask diffusion generator once (``SYNTH["synth-config"]``, kept in the site's
+  state and reused by every row), releases ``synth-n`` gated pairs, and then
+  ``synthetic only`` (``share = "synthetic"``: the coordinator trains on the pool; no
+  weights leave a site), ``real + synthetic`` (``share = "both"``: FedAvg, then one
+  epoch on the pool each round) and ``exchange`` (``share = "exchange"``: each centre
+  trains on its frames plus the other centre's pairs). The quality of each centre's
+  pairs against its own validation frames (two-sample accuracy, Fréchet distance, mask
+  foreground) comes from the run's ``metrics.jsonl`` and goes beside the rows.
 
 Intake (de-identification with the strict burned-in text check every image-folder image
 gets: about 0.4 s a Kvasir frame, 0.1 s a ClinicDB frame) runs once per work folder and
@@ -54,7 +63,20 @@ from common.config import RunSettings  # noqa: E402
 FULL = {"image-size": 128, "rounds": 15, "epochs": 2, "network": "unet-deep", "quick": False}
 QUICK = {"image-size": 64, "rounds": 2, "epochs": 1, "network": "unet-deep", "quick": True}
 SITES = tuple(layout.SITES)
-ROWS = (*(f"{s} alone" for s in SITES), "federated", "federated grey", "centralised")
+# The generator every synthetic row uses, and how many pairs each centre releases.
+SYNTH = {"synth-config": "cpu-128", "synth-n": 400}
+SYNTH_ROWS = {
+    "synthetic only": {"share": "synthetic", "server-epochs": 2},
+    "real + synthetic": {"share": "both", "server-epochs": 1},
+    "exchange": {"share": "exchange"},
+}
+ROWS = (
+    *(f"{s} alone" for s in SITES),
+    "federated",
+    "federated grey",
+    "centralised",
+    *SYNTH_ROWS,
+)
 CHANNELS = {"federated": "rgb", "federated grey": "grey"}  # every other row: rgb
 TARGETS = {"federated / centralised": 0.95, "rgb - grey": 0.05, "centralised kvasir": 0.75}
 
@@ -80,10 +102,11 @@ def load(data: Path, workdir: Path, run: RunSettings, console: Console):
 
 
 def federated(
-    workdir: Path, data: Path, p: dict, channels: str, console: Console
-) -> tuple[dict, float, dict]:
-    """A consortium of both centres on the Simulation Engine; the held-out metrics after
-    its last round, its wall time and the runner's phase timings."""
+    workdir: Path, data: Path, p: dict, channels: str, console: Console, extra: dict | None = None
+) -> tuple[dict, float, dict, list]:
+    """A consortium of both centres on the Simulation Engine (``extra``: run_config
+    overrides); the held-out metrics after its last round, its wall time, the runner's
+    phase timings and every round's record."""
     from deploy.local.runner import run_consortium
     from deploy.local.spec import ConsortiumSpec, SiteSpec
 
@@ -92,7 +115,7 @@ def federated(
         workdir=workdir,
         sites=tuple(SiteSpec(n, (data / n).resolve()) for n in SITES),
         heldout=(data / "heldout").resolve(),
-        run_config=run_config(p, channels),
+        run_config={**run_config(p, channels), **(extra or {})},
         engine="simulation",
         baselines=False,
         trainers=False,
@@ -102,7 +125,18 @@ def federated(
     rounds = [json.loads(x) for x in (report.parent / "metrics.jsonl").read_text().splitlines()]
     timings_file = report.parent / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
-    return rounds[-1]["heldout"], since(start), timings
+    return rounds[-1]["heldout"], since(start), timings, rounds
+
+
+def releases(rounds: list) -> dict:
+    """Each centre's synthetic release as its run recorded it: pairs generated, dropped
+    and released, generator training seconds, and its quality against the centre's own
+    validation frames."""
+    out = {}
+    for r in rounds:
+        for x in r.get("sites", {}).get("synthetic", []):
+            out[x["site"]] = {k: v for k, v in x.items() if k != "site"}
+    return out
 
 
 def targets(result: dict) -> list[str]:
@@ -132,6 +166,47 @@ def targets(result: dict) -> list[str]:
         dice, limit = central["metrics"][vendor]["dice"], TARGETS["centralised kvasir"]
         verdict = "met" if dice >= limit else "missed"
         out.append(f"centralised Dice, {vendor}: {dice:.3f} (>= {limit}: {verdict})")
+    return out + synthetic_targets(result)
+
+
+def synthetic_targets(result: dict) -> list[str]:
+    """Issue 21's targets: synthetic only >= 0.85x federated on each centre; real +
+    synthetic or exchange >= federated on every centre (never below -0.01) and >= +0.02 on
+    at least one; each centre's two-sample accuracy <= 0.75."""
+    rows, out = result["rows"], []
+    fed = rows.get("federated")
+    if not fed:
+        return out
+    centres = [v for v in fed["metrics"] if v != "overall"]
+    only = rows.get("synthetic only")
+    if only:
+        for v in centres:
+            ratio = only["metrics"][v]["dice"] / fed["metrics"][v]["dice"]
+            verdict = "met" if ratio >= 0.85 else "missed"
+            out.append(f"synthetic only / federated Dice, {v}: {ratio:.3f} (>= 0.85: {verdict})")
+    for name in ("real + synthetic", "exchange"):
+        if name not in rows:
+            continue
+        gains = {v: rows[name]["metrics"][v]["dice"] - fed["metrics"][v]["dice"] for v in centres}
+        ok = min(gains.values()) >= -0.01 and max(gains.values()) >= 0.02
+        text = ", ".join(f"{v} {g:+.3f}" for v, g in gains.items())
+        out.append(
+            f"{name} - federated Dice: {text} (>= -0.01 everywhere and >= +0.02 on one: "
+            f"{'met' if ok else 'missed'})"
+        )
+    seen = {}
+    for name in SYNTH_ROWS:
+        for site, x in rows.get(name, {}).get("releases", {}).items():
+            seen.setdefault(site, x)
+    for site, x in sorted(seen.items()):
+        acc = x.get("synthetic-two-sample-accuracy")
+        if acc is not None:
+            verdict = "met" if acc <= 0.75 else "missed"
+            out.append(
+                f"two-sample accuracy, {site}'s pairs vs its validation frames: {acc:.2f} "
+                f"(<= 0.75: {verdict}); {int(x.get('synthetic-released', 0))} released, "
+                f"{int(x.get('synthetic-dropped', 0))} dropped by the gate"
+            )
     return out
 
 
@@ -183,8 +258,12 @@ def main() -> None:
             metrics = fit(sites[name.split()[0]], heldout, run, epochs)
         elif name == "centralised":
             metrics = fit(type(heldout).concat(list(sites.values())), heldout, run, epochs)
+        elif name in SYNTH_ROWS:
+            overrides = {**SYNTH, **SYNTH_ROWS[name]}
+            metrics, _, timings, rounds = federated(workdir, data, p, "rgb", console, overrides)
+            extra = {"run_config": overrides, "releases": releases(rounds)}
         else:
-            metrics, _, timings = federated(workdir, data, p, CHANNELS[name], console)
+            metrics, _, timings, _ = federated(workdir, data, p, CHANNELS[name], console)
             extra = {"intake seconds": timings.get("intake"), "channels": CHANNELS[name]}
         rows[name] = {"metrics": metrics, "seconds": since(start), **extra}
         console.print(

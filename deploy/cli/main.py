@@ -366,7 +366,9 @@ def demo(
     baselines: bool = typer.Option(True, help="Also train local-only and centralised models."),
     trainers: bool = typer.Option(True, help="Start a warm site trainer beside each SuperNode."),
     share: str = typer.Option(
-        "weights", help="What sites share: weights, synthetic (gated image+mask pairs) or both."
+        "weights",
+        help="What sites share: weights, synthetic (gated image+mask pairs), both, or "
+        "exchange (weights; each site also trains on the others' pairs).",
     ),
     run_config: str = typer.Option("", help="Extra run_config overrides, 'k=v k2=v2'."),
 ) -> None:

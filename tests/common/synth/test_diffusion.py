@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -107,3 +109,21 @@ def test_bad_settings_name_the_value(overrides, match):
 def test_unknown_config_names_the_choices():
     with pytest.raises(ConfigError, match="cpu"):
         DiffusionSettings.named("huge")
+
+
+def test_a_block_denoiser_keeps_the_image_size_and_trains():
+    import torch
+
+    settings = replace(TINY, image_size=32, patch=2, image_channels=3)
+    model = diffusion.create_model(settings)
+    x = torch.zeros((2, 4, 32, 32))
+    assert model(x, torch.tensor([0, 999])).sample.shape == x.shape
+    rng = np.random.default_rng(0)
+    images = rng.random((6, 3, 32, 32)).astype(np.float32)
+    masks = (rng.random((6, 32, 32)) > 0.5).astype(np.uint8)
+    ema, stats = diffusion.train_diffusion(model, images, masks, settings)
+    assert stats.steps == settings.train_steps
+    out, out_masks = diffusion.sample(ema, settings, 2, seed=0, steps=2)
+    assert out.shape == (2, 3, 32, 32) and out_masks.shape == (2, 32, 32)
+    with pytest.raises(ConfigError, match="at least 32 for 2 UNet levels on 4-pixel blocks"):
+        replace(TINY, image_size=24, patch=4)
