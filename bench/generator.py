@@ -45,6 +45,8 @@ CANDIDATES = {
     "levels5": replace(BASE, channels=(16, 32, 64, 128, 128)),
     # the UNet on 2 x 2 pixel blocks (12 + 4 channels in, 64 x 64 positions; 4.1 M)
     "patch2": replace(BASE, channels=(32, 64, 128, 128), patch=2),
+    # on 4 x 4 blocks (48 + 16 channels in, 32 x 32 positions): more steps in the same time
+    "patch4": replace(BASE, channels=(64, 128, 128, 128), patch=4),
 }
 SEG_EPOCHS = 30
 
@@ -92,6 +94,10 @@ def main() -> None:
         "masks_real_val": mask_statistics(val.masks),
         "candidates": {},
     }
+    if args.out.exists():  # keep candidates an earlier --only run measured alike
+        earlier = json.loads(args.out.read_text())
+        if (earlier.get("minutes"), earlier.get("n")) == (args.minutes, args.n):
+            result["candidates"] = earlier.get("candidates", {})
     start = time.perf_counter()
     result["real"] = {
         "dice": _seg_dice(real_subset, val, run),
@@ -100,10 +106,14 @@ def main() -> None:
     console.print(f"real {args.n} pairs: Dice {result['real']['dice']:.3f}")
     for name in args.only:
         s = CANDIDATES[name]
-        probe = replace(s, train_steps=5)
-        t = time.perf_counter()
-        diffusion.train_diffusion(diffusion.create_model(probe), x, m, probe)
-        step = (time.perf_counter() - t) / 5
+        # step time after warm-up (the first steps of a fresh model cost several times more)
+        _, warm = diffusion.train_diffusion(
+            diffusion.create_model(s), x, m, replace(s, train_steps=3)
+        )
+        _, timed = diffusion.train_diffusion(
+            diffusion.create_model(s), x, m, replace(s, train_steps=13)
+        )
+        step = (timed.seconds - warm.seconds) / 10
         s = replace(s, train_steps=max(10, int(args.minutes * 60 / step)))
         model = diffusion.create_model(s)
         params = sum(p.numel() for p in model.parameters())
