@@ -72,6 +72,8 @@ def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) ->
     from common.synth import diffusion
     from common.synth.memorisation import gate
 
+    if not site.share_synthetic:
+        raise Declined("this site releases no synthetic pairs (node_config share-synthetic=false)")
     dp = run.dp_settings(site)
     if dp.budget and not dp.enabled:
         raise Declined(

@@ -125,6 +125,11 @@ def train_round(
                 else ""
             )
         )
+    if not site.share_weights:
+        raise Declined(
+            "this site shares synthetic pairs only (node_config share-weights=false): "
+            "it trains no weights and takes part through its gated releases"
+        )
     train_data, val_data = load_site(site, run)
     real_patients = train_data.patients
     if received is not None and len(received["images"]):

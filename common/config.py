@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,7 @@ class RunSettings:
     out_dir: str = "runs/latest"
     sim_data_root: str = ""
     sim_state_root: str = ""
+    sim_node_config: str = ""  # JSON {"site-i": {node_config...}}: per-site settings there
     dp: str = "off"
     dp_epsilon: float = 10.0
     dp_delta: float = 1e-5
@@ -171,6 +173,7 @@ class RunSettings:
                 "warm-start-cases and warm-start-epochs must be >= 1, got "
                 f"{self.warm_start_cases} and {self.warm_start_epochs}"
             )
+        self.sim_node_configs()  # fail early on a malformed sim-node-config
         from common.seg.label_fusion import METHODS
 
         if self.label_fusion not in METHODS:
@@ -180,6 +183,22 @@ class RunSettings:
     def from_config(cls, run_config: Mapping[str, Any]) -> RunSettings:
         """Read a Flower ``run_config`` (missing keys take the defaults)."""
         return _from_config(cls, run_config, "run_config")
+
+    def sim_node_configs(self) -> dict[str, dict]:
+        """``sim-node-config`` read: each virtual site's own node_config settings (the
+        Simulation Engine gives a virtual SuperNode only its partition id)."""
+        if not self.sim_node_config:
+            return {}
+        try:
+            value = json.loads(self.sim_node_config)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"sim-node-config must be JSON: {exc}") from None
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise ConfigError(
+                "sim-node-config must map virtual sites to settings, e.g. "
+                '{"site-1": {"share-weights": false}}, got ' + repr(self.sim_node_config)
+            )
+        return value
 
     def dp_settings(self, site: SiteSettings | None = None):
         """The DP-SGD settings for ``site``: the consortium's, with the site's overrides.
@@ -268,6 +287,11 @@ class SiteSettings:
             round that would take it over.
         dp_noise_multiplier: the site's own noise multiplier (0: the consortium's).
         dp_max_grad_norm: the site's own clipping norm (0: the consortium's).
+        share_weights: ``False``: the site never releases model weights; it declines
+            training rounds and takes part only through its gated synthetic pairs
+            (``share=both`` or ``exchange``), which the others and the server train on.
+        share_synthetic: ``False``: the site declines to train a generator or release
+            synthetic pairs (it may still receive the others' under ``exchange``).
     """
 
     data_dir: str = ""
@@ -277,6 +301,8 @@ class SiteSettings:
     max_epsilon: float = 0.0
     dp_noise_multiplier: float = 0.0
     dp_max_grad_norm: float = 0.0
+    share_weights: bool = True
+    share_synthetic: bool = True
 
     def __post_init__(self) -> None:
         if not self.data_dir:
@@ -304,11 +330,13 @@ class SiteSettings:
             and run.sim_data_root
         ):
             name = f"site-{int(node_config['partition-id']) + 1}"
-            return cls(
-                data_dir=str(Path(run.sim_data_root) / name),
-                state_dir=str(Path(run.sim_state_root or run.sim_data_root) / name),
-                site_name=name,
-            )
+            own = run.sim_node_configs().get(name, {})
+            base = {
+                "data-dir": str(Path(run.sim_data_root) / name),
+                "state-dir": str(Path(run.sim_state_root or run.sim_data_root) / name),
+                "site-name": name,
+            }
+            return _from_config(cls, {**own, **base}, f"sim-node-config of {name}")
         return _from_config(cls, node_config, "node_config")
 
     @property

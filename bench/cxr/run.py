@@ -49,7 +49,20 @@ QUICK = {"image-size": 64, "rounds": 2, "epochs": 1}
 SITES = tuple(layout.SITES)
 LOSO = {f"federated without {s}": tuple(x for x in SITES if x != s) for s in SITES}
 STRONG = {f"{s} alone, strong augmentation": s for s in SITES}
-ROWS = (*(f"{s} alone" for s in SITES), *STRONG, "federated", "centralised", *LOSO)
+# SyntheX's second question, federated: one site (the smallest) sends no weights, only
+# gated synthetic pairs from its own generator, which the other two train on
+# (share = "exchange"); compare with the federation without it and with all three.
+SYNTH_SITE = "montgomery"
+SYNTH_ROW = f"federated, {SYNTH_SITE} shares synthetic pairs only"
+SYNTH = {"share": "exchange", "synth-config": "cpu-128", "synth-n": 200}
+ROWS = (
+    *(f"{s} alone" for s in SITES),
+    *STRONG,
+    "federated",
+    "centralised",
+    *LOSO,
+    SYNTH_ROW,
+)
 
 
 def run_config(p: dict) -> dict:
@@ -71,18 +84,26 @@ def load(data: Path, workdir: Path, run: RunSettings, console: Console):
 
 
 def federated(
-    workdir: Path, data: Path, names, p: dict, console: Console, config: dict | None = None
+    workdir: Path,
+    data: Path,
+    names,
+    p: dict,
+    console: Console,
+    config: dict | None = None,
+    node_config: dict | None = None,
 ) -> tuple[dict, float, Path]:
     """A consortium of the sites ``names`` on the Simulation Engine (run config ``config``,
-    default :func:`run_config`); the held-out metrics after its last round, its wall time
-    and its run folder."""
+    default :func:`run_config`; ``node_config``: site name -> its own settings); the
+    held-out metrics after its last round, its wall time and its run folder."""
     from deploy.local.runner import run_consortium
     from deploy.local.spec import ConsortiumSpec, SiteSpec
 
     spec = ConsortiumSpec(
         path=workdir / "consortium.toml",
         workdir=workdir,
-        sites=tuple(SiteSpec(n, (data / n).resolve()) for n in names),
+        sites=tuple(
+            SiteSpec(n, (data / n).resolve(), (node_config or {}).get(n, {})) for n in names
+        ),
         heldout=(data / "heldout").resolve(),
         run_config=config or run_config(p),
         engine="simulation",
@@ -93,6 +114,25 @@ def federated(
     report = run_consortium(spec, console)
     rounds = [json.loads(x) for x in (report.parent / "metrics.jsonl").read_text().splitlines()]
     return rounds[-1]["heldout"], since(start), report.parent
+
+
+def _rounds(run_dir: Path) -> dict:
+    """What the synthetic-only site did: its release (gate counts, quality against its
+    own validation images, generator time) and the rounds it declined."""
+    rounds = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    sim = {f"site-{i}": s for i, s in enumerate(SITES, start=1)}
+    releases = {
+        sim.get(x["site"], x["site"]): x
+        for r in rounds
+        for x in r.get("sites", {}).get("synthetic", [])
+    }
+    declined = sum(
+        1
+        for r in rounds
+        for x in r.get("sites", {}).get("declined", [])
+        if sim.get(x["site"]) == SYNTH_SITE
+    )
+    return {"releases": releases, "declined rounds": declined}
 
 
 def targets(result: dict) -> list[str]:
@@ -122,6 +162,14 @@ def targets(result: dict) -> list[str]:
             gap = fed["metrics"][vendor]["dice"] - rows[name]["metrics"][vendor]["dice"]
             verdict = "met" if gap <= 0.03 else "missed"
             out.append(f"{name}, on {left}: {gap:+.3f} below federated (<= 0.03: {verdict})")
+    synth, loso = rows.get(SYNTH_ROW), rows.get(f"federated without {SYNTH_SITE}")
+    vendor = vendor_of.get(SYNTH_SITE)
+    if synth and loso and fed and vendor in synth["metrics"]:
+        a, b, c = (r["metrics"][vendor]["dice"] for r in (loso, synth, fed))
+        out.append(
+            f"{SYNTH_SITE} by synthetic pairs only, on {SYNTH_SITE}: {b:.3f} (without it "
+            f"{a:.3f}, with its weights {c:.3f}; {b - a:+.3f} from its pairs)"
+        )
     for name, site in STRONG.items():
         plain = f"{site} alone"
         if name in rows and plain in rows:
@@ -167,7 +215,7 @@ def main() -> None:
     epochs = p["rounds"] * p["epochs"]  # every row: the same passes over the data
     rows: dict[str, dict] = {}
     for name in (n for n in ROWS if n in args.only):
-        start = time.perf_counter()
+        start, extra = time.perf_counter(), {}
         if name.endswith(" alone"):
             metrics = fit(sites[name.split()[0]], heldout, run, epochs)
         elif name in STRONG:
@@ -175,10 +223,16 @@ def main() -> None:
             metrics = fit(sites[STRONG[name]], heldout, strong, epochs)
         elif name == "centralised":
             metrics = fit(type(heldout).concat(list(sites.values())), heldout, run, epochs)
+        elif name == SYNTH_ROW:
+            own = {s: {"share-synthetic": False} for s in SITES if s != SYNTH_SITE}
+            own[SYNTH_SITE] = {"share-weights": False}
+            config = {**run_config(p), **SYNTH}
+            metrics, _, run_dir = federated(args.workdir, data, SITES, p, console, config, own)
+            extra = {"run_config": SYNTH, "node_config": own, "rounds": _rounds(run_dir)}
         else:
             names = SITES if name == "federated" else LOSO[name]
             metrics, _, _ = federated(args.workdir, data, names, p, console)
-        rows[name] = {"metrics": metrics, "seconds": since(start)}
+        rows[name] = {"metrics": metrics, "seconds": since(start), **extra}
         console.print(
             f"[bold]{name}[/bold]: Dice {metrics['overall']['dice']:.3f} "
             + " ".join(f"{v}: {m['dice']:.3f}" for v, m in metrics.items() if v != "overall")

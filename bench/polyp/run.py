@@ -78,6 +78,8 @@ ROWS = (
     *SYNTH_ROWS,
 )
 CHANNELS = {"federated": "rgb", "federated grey": "grey"}  # every other row: rgb
+# the Simulation Engine names virtual site i "site-i": the i-th of SITES
+SIM_NAMES = {f"site-{i}": s for i, s in enumerate(SITES, start=1)}
 TARGETS = {"federated / centralised": 0.95, "rgb - grey": 0.05, "centralised kvasir": 0.75}
 
 
@@ -135,7 +137,7 @@ def releases(rounds: list) -> dict:
     out = {}
     for r in rounds:
         for x in r.get("sites", {}).get("synthetic", []):
-            out[x["site"]] = {k: v for k, v in x.items() if k != "site"}
+            out[SIM_NAMES.get(x["site"], x["site"])] = {k: v for k, v in x.items() if k != "site"}
     return out
 
 
@@ -197,7 +199,7 @@ def synthetic_targets(result: dict) -> list[str]:
     seen = {}
     for name in SYNTH_ROWS:
         for site, x in rows.get(name, {}).get("releases", {}).items():
-            seen.setdefault(site, x)
+            seen.setdefault(SIM_NAMES.get(site, site), x)
     for site, x in sorted(seen.items()):
         acc = x.get("synthetic-two-sample-accuracy")
         if acc is not None:

@@ -305,6 +305,9 @@ def _simulate(spec, config, run, run_dir, console):
         _link(data_root / f"site-{index}", site.data_dir)
         _link(state_root / f"site-{index}", spec.state_dir(site))
     config = {**config, "sim-data-root": str(data_root), "sim-state-root": str(state_root)}
+    own = {f"site-{i}": s.node_config for i, s in enumerate(spec.sites, start=1) if s.node_config}
+    if own:  # a virtual SuperNode has no node_config of its own: carry each site's here
+        config["sim-node-config"] = json.dumps(own, sort_keys=True)
     n = len(spec.sites)
     with LocalConsortium(spec.workdir / "flwr", [], simulation=True) as engine:
         run_id = engine.submit(config, federation_config={"num-supernodes": n})

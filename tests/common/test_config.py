@@ -61,3 +61,35 @@ def test_eval_every_evaluates_every_nth_round_and_always_the_last():
     assert [r for r in range(4) if every.eval_due(r)] == [0, 1, 2, 3]
     with pytest.raises(ConfigError, match="eval-every must be >= 1"):
         RunSettings.from_config({"eval-every": 0})
+
+
+def test_a_virtual_site_reads_its_own_settings_from_sim_node_config():
+    import json
+
+    from common.config import RunSettings, SiteSettings
+
+    own = {"site-2": {"share-weights": False, "max-epsilon": 8.0}}
+    run = RunSettings(
+        sim_data_root="/data", sim_state_root="/state", sim_node_config=json.dumps(own)
+    )
+    two = SiteSettings.from_config({"partition-id": 1}, run)
+    assert (two.site_name, two.data_dir, two.state_dir) == (
+        "site-2",
+        "/data/site-2",
+        "/state/site-2",
+    )
+    assert two.share_weights is False and two.max_epsilon == 8.0
+    one = SiteSettings.from_config({"partition-id": 0}, run)
+    assert one.share_weights is True and one.max_epsilon == 0.0
+
+
+def test_a_malformed_sim_node_config_is_refused_with_an_example():
+    import pytest
+
+    from common.config import RunSettings
+    from common.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must be JSON"):
+        RunSettings(sim_node_config="{site-1: x}")
+    with pytest.raises(ConfigError, match='"share-weights": false'):
+        RunSettings(sim_node_config='{"site-1": 3}')
