@@ -47,12 +47,14 @@ class SyntheticPool:
     def __init__(self, out_dir: str | Path) -> None:
         self.dir = Path(out_dir) / "synthetic"
         self.releases: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.nodes: dict[int, str] = {}  # node id -> site, for share=exchange
 
     def __len__(self) -> int:
         return sum(len(images) for images, _ in self.releases.values())
 
-    def add(self, site: str, images: np.ndarray, masks: np.ndarray) -> None:
-        """Put ``site``'s release in the pool (replacing its previous one)."""
+    def add(self, site: str, images: np.ndarray, masks: np.ndarray, node: int = 0) -> None:
+        """Put ``site``'s release in the pool (replacing its previous one); ``node``: the
+        SuperNode it came from, so that exchange knows whose pairs not to send back."""
         if images.ndim == 3:  # a single-channel release without its channel axis
             images = images[:, None]
         if (
@@ -65,6 +67,8 @@ class SyntheticPool:
                 f"{masks.shape} must be (k, C, S, S) with C = 1 or 3 and (k, S, S)"
             )
         self.releases[site] = (images.astype(np.float32), (masks > 0).astype(np.uint8))
+        if node:
+            self.nodes[node] = site
 
     def site_arrays(self, image_size: int, channels: str = "auto"):
         """The pool as :class:`common.data.arrays.SiteArrays` at ``image_size`` (vendor:
@@ -206,7 +210,7 @@ class PoolingMixin:
 
     def _with_others_pairs(self, msg: Message, server_round: int) -> Message:
         """``msg`` carrying every other site's latest release (``share=exchange``)."""
-        site = getattr(self, "pool_nodes", {}).get(msg.metadata.dst_node_id)
+        site = self.pool.nodes.get(msg.metadata.dst_node_id)
         others = self.pool.others(site) if site else dict(self.pool.releases)
         if not others:
             return msg
@@ -253,8 +257,7 @@ class PoolingMixin:
                 continue
             arrays = msg.content[keys.ARRAYS]
             images, masks = arrays[keys.SYNTH_IMAGES].numpy(), arrays[keys.SYNTH_MASKS].numpy()
-            self.pool.add(name, images, masks)
-            self.pool_nodes = {**getattr(self, "pool_nodes", {}), msg.metadata.src_node_id: name}
+            self.pool.add(name, images, masks, node=msg.metadata.src_node_id)
             metrics = msg.content.metric_records.get(keys.METRICS, MetricRecord())
             record.synthetic.append({"site": name, **{k: float(v) for k, v in metrics.items()}})
         missing = len(messages) - len(replies)

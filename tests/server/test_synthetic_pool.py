@@ -34,3 +34,14 @@ def test_synthetic_patches_keep_their_scale(tmp_path):
     arrays = _pool(tmp_path, 16).site_arrays(pool_side(run))
     assert arrays.images.shape == (3, 1, 16, 16)
     assert arrays.masks.sum(axis=(1, 2)).tolist() == [16, 16, 16]
+
+
+def test_exchange_sends_a_site_every_release_but_its_own(tmp_path):
+    pool = SyntheticPool(tmp_path)
+    pair = (np.zeros((2, 1, 8, 8), np.float32), np.zeros((2, 8, 8), np.uint8))
+    pool.add("site-1", *pair, node=11)
+    pool.add("site-2", *pair, node=22)
+    pool.add("site-3", pair[0][:1], pair[1][:1], node=33)
+    assert pool.nodes == {11: "site-1", 22: "site-2", 33: "site-3"}
+    assert list(pool.others("site-2")) == ["site-1", "site-3"]
+    assert len(pool.others("site-9")) == 3  # a site that released nothing gets all
