@@ -430,7 +430,23 @@ def _synthetic_section(run_dir: Path) -> str:
             f"<b>{two['accuracy']:.2f}</b> (95% CI {two['ci95'][0]:.2f}–{two['ci95'][1]:.2f}, "
             f"{two['n_test']} pairs; 0.5: indistinguishable, 1.0: always told apart).</p>"
         )
-    per_site = ", ".join(f"{esc(k)}: {v}" for k, v in quality.get("per_site", {}).items())
+    per_site = ", ".join(
+        f"{esc(k)}: {v if isinstance(v, int) else v.get('pairs', 0)}"
+        for k, v in quality.get("per_site", {}).items()
+    )
+    site_rows = "".join(
+        f"<tr><td>{esc(k)}</td><td>{v.get('pairs', 0)}</td>"
+        f"<td>{_fmt(v.get('two_sample_accuracy'))}</td><td>{_fmt(v.get('frechet_distance'))}</td>"
+        f"<td>{_fmt(v.get('foreground_share'))}</td>" + _sheet(run_dir, k) + "</tr>"
+        for k, v in quality.get("per_site", {}).items()
+        if isinstance(v, dict)
+    )
+    if site_rows:
+        fd += (
+            "<table><tr><th>site</th><th>pairs</th><th>two-sample accuracy vs held-out</th>"
+            "<th>Fréchet distance</th><th>foreground</th><th>held-out real (top), the "
+            f"site's pairs (bottom)</th></tr>{site_rows}</table>"
+        )
     grid = run_dir / "synthetic" / "pairs.png"
     img = (
         f'<img src="data:image/png;base64,{base64.b64encode(grid.read_bytes()).decode()}">'
@@ -442,6 +458,16 @@ def _synthetic_section(run_dir: Path) -> str:
         f"<table><tr><th></th><th>held-out real</th><th>synthetic pool</th></tr>{body}</table>"
         f"<p>Real held-out pairs (top) and synthetic pairs (bottom); masks outlined.</p>{img}"
     )
+
+
+def _sheet(run_dir: Path, site: str) -> str:
+    """A site's contact sheet (``synthetic/pairs_<site>.png``) as a table cell."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in site)
+    png = run_dir / "synthetic" / f"pairs_{safe}.png"
+    if not png.exists():
+        return "<td></td>"
+    data = base64.b64encode(png.read_bytes()).decode()
+    return f'<td><img style="max-width:640px" src="data:image/png;base64,{data}"></td>'
 
 
 def _load(path: Path) -> dict:

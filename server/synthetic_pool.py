@@ -172,17 +172,43 @@ def write_quality(pool: SyntheticPool, reference, model=None, model_size: int = 
 
         images = select(images, "grey" if real_images.shape[1] == 1 else "rgb")
     summary = quality_summary(real_images, reference.masks, images, masks, model, model_size)
-    summary["per_site"] = {s: len(im) for s, (im, _) in sorted(pool.releases.items())}
     pool.dir.mkdir(parents=True, exist_ok=True)
-    (pool.dir / "quality.json").write_text(json.dumps(summary, indent=1))
     rng = np.random.default_rng(0)
-    pick = rng.permutation(len(images))[:16]
     real_pick = rng.permutation(len(real_images))[:16]
-    png = pair_grid_png(
-        real_images[real_pick], reference.masks[real_pick], images[pick], masks[pick]
-    )
+    real = (real_images[real_pick], reference.masks[real_pick])
+    summary["per_site"] = {}
+    start = 0
+    for site, (im, _) in sorted(pool.releases.items()):  # the pool's order (concatenated)
+        mine = slice(start, start + len(im))
+        start += len(im)
+        summary["per_site"][site] = _site_quality(real_images, reference, images[mine], masks[mine])
+        if len(im):
+            png = pair_grid_png(*real, images[mine][:16], masks[mine][:16], rows_each=1)
+            (pool.dir / f"pairs_{_file_safe(site)}.png").write_bytes(png)
+    (pool.dir / "quality.json").write_text(json.dumps(summary, indent=1))
+    pick = rng.permutation(len(images))[:16]
+    png = pair_grid_png(*real, images[pick], masks[pick])
     (pool.dir / "pairs.png").write_bytes(png)
     return summary
+
+
+def _site_quality(real_images, reference, images, masks) -> dict:
+    """One site's release against the held-out real set: its contact-sheet numbers."""
+    from common.synth.quality import frechet_distance, mask_statistics
+    from common.synth.two_sample import classifier_two_sample
+
+    out: dict = {"pairs": int(len(images))}
+    if len(images) >= 2:
+        out["frechet_distance"] = frechet_distance(real_images, images)
+        out["foreground_share"] = mask_statistics(masks)["foreground_share"]
+    if min(len(images), len(real_images)) >= 8:
+        two = classifier_two_sample(real_images, reference.masks, images, masks)
+        out["two_sample_accuracy"] = two["accuracy"]
+    return out
+
+
+def _file_safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
 class PoolingMixin:

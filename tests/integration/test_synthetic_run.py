@@ -78,8 +78,15 @@ def test_synthetic_mode_end_to_end(tiny_consortium, tmp_path, prepare):
     assert set(np.unique(pool["masks"])) <= {0, 1}
     quality = json.loads((out / "synthetic" / "quality.json").read_text())
     assert quality["n_synthetic"] == len(pool["images"]) and "frechet_distance" in quality
+    # after the last round, also in the trained model's features, and per site
+    assert quality["frechet_distance_segmentation"] >= 0
+    assert {k: v["pairs"] for k, v in quality["per_site"].items()} == {
+        s: x["synthetic-released"] for s, x in releases.items()
+    }
+    assert all((out / "synthetic" / f"pairs_{s}.png").exists() for s in releases)
     html = (out / "report.html").read_text()
     assert "Synthetic data" in html and "memorisation gate" in html
+    assert "features of the consortium's trained model" in html
 
     # What left each site: synthetic pairs only, each with its gate counts, all verified.
     site_ledgers = [states[i] / ledger.LEDGER_FILE for i in (1, 2, 3)]
