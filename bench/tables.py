@@ -56,6 +56,29 @@ def load(data: Path, names, workdir: Path, run: RunSettings, console):
     return sites, heldout
 
 
+def train_generators(data: Path, names, workdir: Path, run: RunSettings, console) -> dict:
+    """Each site's generator for ``run``, trained once before the runs, as a hospital does
+    with ``fedsynth synth train`` (kept in its state, where every run finds it by its
+    fingerprint): ``{site: {"seconds", "trained now"}}``, one site after another."""
+    from client.synthesis import ensure_generator
+    from common.config import SiteSettings
+
+    out = {}
+    for name in names:
+        site = SiteSettings(str(data / name), str(workdir / "state" / name), name)
+        start = time.perf_counter()
+
+        def progress(step: int, total: int, name=name) -> None:
+            if step % 250 == 0 or step == total:
+                console.print(f"generator of {name}: step {step}/{total} ({since(start):.0f} s)")
+
+        *_, seconds, now = ensure_generator(site, run, progress=progress)
+        out[name] = {"seconds": seconds if now else 0.0, "trained now": now}
+        took = f"{seconds:.0f} s" if now else f"already trained ({since(start):.0f} s to check)"
+        console.print(f"generator of {name}: {took}")
+    return out
+
+
 def table(result: dict, order, targets: list[str]) -> str:
     """The results as a Markdown table: Dice (IoU) overall and per vendor, and wall time,
     then the targets, checked."""

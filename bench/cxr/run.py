@@ -54,7 +54,7 @@ STRONG = {f"{s} alone, strong augmentation": s for s in SITES}
 # (share = "exchange"); compare with the federation without it and with all three.
 SYNTH_SITE = "montgomery"
 SYNTH_ROW = f"federated, {SYNTH_SITE} shares synthetic pairs only"
-SYNTH = {"share": "exchange", "synth-config": "cpu-128", "synth-n": 200}
+SYNTH = {"share": "exchange", "synth-config": "cpu-128", "synth-n": 200, "round-timeout": 3600.0}
 ROWS = (
     *(f"{s} alone" for s in SITES),
     *STRONG,
@@ -227,8 +227,13 @@ def main() -> None:
             own = {s: {"share-synthetic": False} for s in SITES if s != SYNTH_SITE}
             own[SYNTH_SITE] = {"share-weights": False}
             config = {**run_config(p), **SYNTH}
+            synth_run = RunSettings.from_config(config)
+            generator = tables.train_generators(
+                data, [SYNTH_SITE], args.workdir, synth_run, console
+            )
             metrics, _, run_dir = federated(args.workdir, data, SITES, p, console, config, own)
-            extra = {"run_config": SYNTH, "node_config": own, "rounds": _rounds(run_dir)}
+            extra = {"run_config": SYNTH, "node_config": own, "generator": generator}
+            extra.update(_rounds(run_dir))
         else:
             names = SITES if name == "federated" else LOSO[name]
             metrics, _, _ = federated(args.workdir, data, names, p, console)
