@@ -141,4 +141,15 @@ def sample(
         f"{summary['closer_than_holdout_median']} of samples are closer to a training image "
         "than the median held-out image is (about 0.5 when the model does not copy)"
     )
+    from client.synthesis import release_quality
+
+    quality = release_quality(images[keep], masks[keep], val_data)
+    if quality:
+        (out / "quality.json").write_text(json.dumps(quality, indent=1))
+        console.print(
+            f"against your validation images: two-sample accuracy "
+            f"{quality['two-sample-accuracy']:.2f} (0.5: a classifier cannot tell them from "
+            f"real; 1.0: it always can), mask foreground {quality['foreground-synthetic']:.3f} "
+            f"synthetic vs {quality['foreground-real']:.3f} real"
+        )
     console.print(f"look at {out / 'samples.png'} (your own images on top, samples below)")
