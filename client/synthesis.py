@@ -29,6 +29,7 @@ from common.seg.patches import random_patches
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = Path("synth") / "diffusion.pt"
+RELEASES_DIR = Path("synth") / "releases"  # gated releases, kept: the same seed draws them again
 PATCHES_PER_IMAGE = 16  # with synth-patch: patches per image to learn from and to gate against
 
 
@@ -84,27 +85,66 @@ def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) ->
     model, settings, trained_dp, train_seconds, trained_now = ensure_generator(site, run, train)
     start = time.perf_counter()
     seed = run.seed * 100_003 + server_round * 1009 + site_seed(site)
-    images, masks = diffusion.sample(model, settings, run.synth_n, seed=seed)
-    verdict = gate(images, train.images, val.images, quantile=run.synth_gate_quantile)
-    keep = verdict.keep
-    logger.info(
-        "synthetic release: %d generated, %d dropped by the memorisation gate",
-        len(keep),
-        int((~keep).sum()),
-    )
-    quality = None
-    if trained_dp is None:  # under DP only the pairs leave: no statistic of real data
-        quality = release_quality(images[keep], masks[keep], val)
+    key = _release_key(train, val, settings, run, seed)
+    cached = _load_release(site, key)
+    if cached is not None:  # the same generator, seed and gate: the same pairs again
+        images, masks, summary, quality = cached
+        logger.info("synthetic release: the gated pairs drawn before with this seed")
+    else:
+        images, masks = diffusion.sample(model, settings, run.synth_n, seed=seed)
+        verdict = gate(images, train.images, val.images, quantile=run.synth_gate_quantile)
+        keep, summary = verdict.keep, verdict.summary()
+        images, masks = images[keep].astype(np.float16), masks[keep]
+        logger.info(
+            "synthetic release: %d generated, %d dropped by the memorisation gate",
+            len(keep),
+            int((~keep).sum()),
+        )
+        quality = None
+        if trained_dp is None:  # under DP only the pairs leave: no statistic of real data
+            quality = release_quality(images.astype(np.float32), masks, val)
+        _save_release(site, key, images, masks, summary, quality)
     return SynthResult(
-        images=images[keep].astype(np.float16),
-        masks=masks[keep],
-        gate=verdict.summary(),
+        images=images,
+        masks=masks,
+        gate=summary,
         train_seconds=train_seconds,
         sample_seconds=time.perf_counter() - start,
         trained_now=trained_now,
         dp=_release_dp(site, trained_dp),
         quality=quality,
     )
+
+
+def _release_key(train, val, settings, run: RunSettings, seed: int) -> str:
+    """What a gated release is a deterministic function of: the generator (its data and
+    settings), the noise seed, ``synth-n``, the gate's quantile and held-out images."""
+    h = hashlib.sha256()
+    dp_mode = run.dp_settings().mode
+    parts = [_fingerprint(train, settings, dp_mode), seed, run.synth_n, run.synth_gate_quantile]
+    h.update(json.dumps(parts).encode())
+    h.update(np.ascontiguousarray(val.images).tobytes())
+    return h.hexdigest()[:24]
+
+
+def _load_release(site: SiteSettings, key: str):
+    """``(images, masks, gate summary, quality)`` of a release made before, or ``None``."""
+    path = site.state_path / RELEASES_DIR / f"{key}.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as z:
+        meta = json.loads(str(z["meta"]))
+        return z["images"], z["masks"], meta["gate"], meta["quality"]
+
+
+def _save_release(site: SiteSettings, key: str, images, masks, summary, quality) -> None:
+    """Keep a gated release at the site (sampling and gating a large one takes minutes)."""
+    folder = site.state_path / RELEASES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = json.dumps({"gate": summary, "quality": quality})
+    tmp = folder / f"{key}.tmp.npz"
+    np.savez_compressed(tmp, images=images, masks=masks, meta=np.asarray(meta))
+    tmp.replace(folder / f"{key}.npz")
 
 
 def release_quality(images: np.ndarray, masks: np.ndarray, val: SiteArrays) -> dict | None:
