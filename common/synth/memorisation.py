@@ -125,14 +125,19 @@ def _gaussian_window(size: int = 7, sigma: float = 1.5):
     return (g[:, None] * g[None, :])[None, None]
 
 
-def _ssim_to_all(q, refs, window) -> np.ndarray:
+def _local_stats(x, window):
+    """Local means and variances of ``x`` under ``window``: what SSIM needs of an image
+    whatever it is compared with (computed once for a whole reference set)."""
+    m = _filter(x, window)
+    return m, _filter(x * x, window) - m**2
+
+
+def _ssim_to_all(q, refs, window, ref_stats=None) -> np.ndarray:
     """SSIM of one standardised image ``q`` (1, C, s, s) against each of ``refs``
-    (channels averaged)."""
+    (channels averaged); ``ref_stats``: :func:`_local_stats` of ``refs``, if known."""
     c1, c2 = 0.01**2 * 16, 0.03**2 * 16  # for standardised images (range about 4)
-    mq = _filter(q, window)
-    mr = _filter(refs, window)
-    sq = _filter(q * q, window) - mq**2
-    sr = _filter(refs * refs, window) - mr**2
+    mq, sq = _local_stats(q, window)
+    mr, sr = ref_stats if ref_stats is not None else _local_stats(refs, window)
     sqr = _filter(q * refs, window) - mq * mr
     ssim = ((2 * mq * mr + c1) * (2 * sqr + c2)) / ((mq**2 + mr**2 + c1) * (sq + sr + c2))
     return ssim.mean(dim=(1, 2, 3)).numpy()
@@ -158,7 +163,8 @@ def closest_record(queries: np.ndarray, references: np.ndarray) -> tuple[np.ndar
     refs = torch.cat([r, r.flip(-1)])  # flip-aware: a mirrored copy is still a copy
     window = _gaussian_window()
     pixel = torch.cdist(q.flatten(1), refs.flatten(1)) / np.sqrt(q[0].numel())
-    ssim = np.stack([_ssim_to_all(q[i : i + 1], refs, window) for i in range(len(q))])
+    stats = _local_stats(refs, window)
+    ssim = np.stack([_ssim_to_all(q[i : i + 1], refs, window, stats) for i in range(len(q))])
     return pixel.min(dim=1).values.numpy(), 1.0 - ssim.max(axis=1)
 
 
