@@ -261,6 +261,10 @@ def run_consortium(
         )
     if spec.baselines:
         resume = f"the federated run is kept: `fedsynth baselines {run_dir} ...` adds them"
+        # torch's import runs C++ code that a signal arriving mid-import aborts (no clean
+        # stop, no message): import it before the phase begins, where a stop is handled
+        import torch  # noqa: F401
+
         with phases("baselines", resume=resume):
             add_baselines(run_dir, [spec.state_dir(s) for s in spec.sites], console, run)
     timings = {**phases.timings, "total": phases.total()}
