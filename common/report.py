@@ -460,10 +460,15 @@ def _synthetic_section(run_dir: Path) -> str:
     )
 
 
+def sheet_file(site: str) -> str:
+    """The file name of ``site``'s contact sheet in a run's ``synthetic/`` folder."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in site)
+    return f"pairs_{safe}.png"
+
+
 def _sheet(run_dir: Path, site: str) -> str:
     """A site's contact sheet (``synthetic/pairs_<site>.png``) as a table cell."""
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in site)
-    png = run_dir / "synthetic" / f"pairs_{safe}.png"
+    png = run_dir / "synthetic" / sheet_file(site)
     if not png.exists():
         return "<td></td>"
     data = base64.b64encode(png.read_bytes()).decode()

@@ -157,6 +157,7 @@ def write_quality(pool: SyntheticPool, reference, model=None, model_size: int = 
             Fréchet distance in its features (``None`` when the pool is first collected:
             the model has not learnt anything yet); ``model_size`` its training side.
     """
+    from common.report import sheet_file
     from common.synth.quality import pair_grid_png, quality_summary
 
     images = np.concatenate([im for im, _ in pool.releases.values()])
@@ -184,7 +185,7 @@ def write_quality(pool: SyntheticPool, reference, model=None, model_size: int = 
         summary["per_site"][site] = _site_quality(real_images, reference, images[mine], masks[mine])
         if len(im):
             png = pair_grid_png(*real, images[mine][:16], masks[mine][:16], rows_each=1)
-            (pool.dir / f"pairs_{_file_safe(site)}.png").write_bytes(png)
+            (pool.dir / sheet_file(site)).write_bytes(png)
     (pool.dir / "quality.json").write_text(json.dumps(summary, indent=1))
     pick = rng.permutation(len(images))[:16]
     png = pair_grid_png(*real, images[pick], masks[pick])
@@ -205,10 +206,6 @@ def _site_quality(real_images, reference, images, masks) -> dict:
         two = classifier_two_sample(real_images, reference.masks, images, masks)
         out["two_sample_accuracy"] = two["accuracy"]
     return out
-
-
-def _file_safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
 class PoolingMixin:
