@@ -39,10 +39,11 @@ SMALL = ["--sites", "2", "--cases-per-site", "4", "--rounds", "2"]
 FAST = "image-size=32 local-epochs=1 round-timeout=120.0"
 
 
-def test_demo_stops_in_sample_data_and_intake_and_a_rerun_goes_on(tmp_path):
+def test_demo_stops_in_sample_data_intake_and_baselines_and_a_rerun_goes_on(tmp_path):
     workdir = tmp_path / "demo"
-    args = _demo(workdir, "--sites", "3", "--no-baselines", "--rounds", "1")
-    args += ["--run-config", FAST]
+    # One round of one epoch: the federated phase only has to end; the baselines (three
+    # local models, a central one, each scored on the held-out set) last seconds.
+    args = _demo(workdir, "--sites", "3", "--rounds", "1", "--run-config", FAST)
     out, took, started = _interrupt_at(args, tmp_path, "== sample-data", signal.SIGTERM, 1.0)
     assert "stopped during sample-data" in out, out
     _assert_nothing_left(workdir, started, out)
@@ -55,10 +56,13 @@ def test_demo_stops_in_sample_data_and_intake_and_a_rerun_goes_on(tmp_path):
     assert (workdir / "data" / "manifest.json").exists()
     assert not list(workdir.rglob("*.part")), "a half-written file was left"
 
-    # The next re-run goes on through intake to the federated phase.
-    out, took, started = _interrupt_at(args, tmp_path, "submitted", signal.SIGTERM, 2.0)
-    assert "stopped during federated" in out, out
+    # The next re-run goes on through intake and the federated run to the baselines
+    # (stopping in the federated phase itself: test_simulate_stops_in_the_simulation).
+    out, took, started = _interrupt_at(args, tmp_path, "== baselines", signal.SIGTERM, 0.5)
+    assert "stopped during baselines" in out, out
     _assert_nothing_left(workdir, started, out)
+    run_dir = next((workdir / "runs").iterdir())
+    assert (run_dir / "metrics.jsonl").exists()  # the federated run is kept
 
 
 def test_demo_stops_in_generator_training(tmp_path):
@@ -68,18 +72,6 @@ def test_demo_stops_in_generator_training(tmp_path):
     out, took, started = _interrupt_at(args, tmp_path, "== generators", signal.SIGTERM, 3.0)
     assert "stopped during generators" in out, out
     _assert_nothing_left(workdir, started, out)
-
-
-def test_demo_stops_in_baselines(tmp_path):
-    workdir = tmp_path / "demo"
-    # One round: the federated phase only has to end; 30 epochs keep the baselines busy.
-    args = _demo(workdir, "--sites", "2", "--cases-per-site", "4", "--rounds", "1")
-    args += ["--run-config", FAST + " local-epochs=30"]
-    out, took, started = _interrupt_at(args, tmp_path, "== baselines", signal.SIGTERM, 0.5)
-    assert "stopped during baselines" in out, out
-    _assert_nothing_left(workdir, started, out)
-    run_dir = next((workdir / "runs").iterdir())
-    assert (run_dir / "metrics.jsonl").exists()  # the federated run is kept
 
 
 def test_simulate_stops_in_the_simulation(tmp_path):
