@@ -70,6 +70,19 @@ def parse_overrides(text: str) -> dict:
     return out
 
 
+def generator_sites(nodes, run: RunSettings, console: Console) -> list[SiteSettings]:
+    """The sites that train a generator before the run: every one but those whose own
+    node_config says ``share-synthetic = false`` (they would decline every release)."""
+    out = []
+    for node in nodes:
+        site = SiteSettings.from_config(node.node_config, run)
+        if site.share_synthetic:
+            out.append(site)
+        else:
+            console.print(f"{node.name}: shares no synthetic pairs (its node_config); no generator")
+    return out
+
+
 def pretrain_generator(site: SiteSettings, run: RunSettings, console: Console) -> float:
     """Train a site's generator before the run, as a hospital does with ``fedsynth synth
     train`` (a round then only samples from it); returns the training seconds (0: reused)."""
@@ -243,9 +256,7 @@ def run_consortium(
         )
     if run.share != "weights":  # each hospital trains its generator before the run
         with phases("generators", resume="trained generators are kept; a re-run goes on"):
-            for node in nodes:
-                cfg = node.node_config
-                site = SiteSettings(cfg["data-dir"], cfg["state-dir"], node.name)
+            for site in generator_sites(nodes, run, console):
                 pretrain_generator(site, run, console)
 
     with phases("federated", resume="a re-run starts a new run"):
