@@ -77,7 +77,14 @@ def toml_value(value) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    return json.dumps(str(value))  # a TOML basic string
+    text = str(value)
+    if '"' in text:
+        # Flower splits --run-config with a pattern in which a double-quoted value holds
+        # no '"' at all, escaped or not: such text goes as a TOML literal string instead.
+        if "'" in text or "\n" in text:
+            raise ValueError(f"cannot pass {text!r} to Flower: it holds both quote kinds")
+        return f"'{text}'"
+    return json.dumps(text)  # a TOML basic string
 
 
 def toml_pairs(config: dict) -> str:
