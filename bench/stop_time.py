@@ -93,6 +93,19 @@ def interrupt_at(
     return Interrupted("".join(lines) + rest, time.monotonic() - sent, started, proc.returncode)
 
 
+def _ancestors() -> set[int]:
+    """This process's parents up to init (their command lines may name the test folder)."""
+    out, pid = set(), os.getppid()
+    while pid > 1:
+        out.add(pid)
+        try:
+            stat = (Path("/proc") / str(pid) / "stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return out
+
+
 def leftovers(workdir: Path, started: list[int], settle: float = 1.0) -> list[int]:
     """Processes still alive that the command started, or whose command line or
     environment names ``workdir`` (Flower's processes get their FLWR_HOME under it)."""
@@ -108,7 +121,9 @@ def leftovers(workdir: Path, started: list[int], settle: float = 1.0) -> list[in
                 found.append(int(proc.name))
         except OSError:
             continue
-    return sorted({p for p in found if p != os.getpid()})
+    # this process and its parents (e.g. `timeout ... --basetemp=DIR`) name it too
+    mine = {os.getpid(), *_ancestors()}
+    return sorted({p for p in found if p not in mine})
 
 
 def _scenarios(tmp: Path) -> list[tuple[str, list[str], str, float]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -20,21 +19,7 @@ def no_process_left_behind(tmp_path_factory):
     from bench.stop_time import leftovers
 
     left = leftovers(tmp_path_factory.getbasetemp(), [], settle=1.0)
-    left = [p for p in left if p not in _ancestors()]  # e.g. `timeout ... --basetemp=DIR`
     assert not left, f"processes left behind by the tests: {_commands(left)}"
-
-
-def _ancestors() -> set[int]:
-    """This process's parents up to init (their command lines may name the test folder)."""
-    out, pid = set(), os.getppid()
-    while pid > 1:
-        out.add(pid)
-        try:
-            stat = (Path("/proc") / str(pid) / "stat").read_text()
-        except OSError:
-            break
-        pid = int(stat.rsplit(")", 1)[1].split()[1])
-    return out
 
 
 def _commands(pids: list[int]) -> list[str]:

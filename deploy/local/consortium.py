@@ -82,7 +82,9 @@ def toml_value(value) -> str:
         # Flower splits --run-config with a pattern in which a double-quoted value holds
         # no '"' at all, escaped or not: such text goes as a TOML literal string instead.
         if "'" in text or "\n" in text:
-            raise ValueError(f"cannot pass {text!r} to Flower: it holds both quote kinds")
+            raise ValueError(
+                f"cannot pass {text!r} to Flower: it holds both quote kinds or a line break"
+            )
         return f"'{text}'"
     return json.dumps(text)  # a TOML basic string
 
