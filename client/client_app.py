@@ -170,7 +170,8 @@ def received_summary(received: dict) -> dict:
 
 @app.train(keys.SYNTHESIZE)
 def synthesize(msg: Message, context: Context) -> Message:
-    """Release synthetic image+mask pairs that passed the site's memorisation gate."""
+    """Release synthetic image+mask pairs that passed the site's mask check and memorisation
+    gate."""
     start = time.perf_counter()
     config = msg.content[keys.CONFIG]
     site, reply = _work(msg, context, "synthesize", round=int(config[keys.SERVER_ROUND]))
@@ -182,6 +183,7 @@ def synthesize(msg: Message, context: Context) -> Message:
     values = {
         keys.SYNTH_GENERATED: gate["generated"],
         keys.SYNTH_DROPPED: gate["dropped"],
+        keys.SYNTH_IMPLAUSIBLE: gate.get("implausible", 0),
         keys.SYNTH_RELEASED: gate["released"],
         keys.TRAIN_SECONDS: result["train_seconds"],
         keys.SAMPLE_SECONDS: result["sample_seconds"],

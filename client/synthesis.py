@@ -70,9 +70,6 @@ def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) ->
     Raises:
         Declined: no usable data, or DP over the site's budget.
     """
-    from common.synth import diffusion
-    from common.synth.memorisation import gate
-
     if not site.share_synthetic:
         raise Declined("this site releases no synthetic pairs (node_config share-synthetic=false)")
     dp = run.dp_settings(site)
@@ -87,18 +84,18 @@ def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) ->
     seed = run.seed * 100_003 + server_round * 1009 + site_seed(site)
     key = _release_key(train, val, settings, run, seed)
     cached = _load_release(site, key)
-    if cached is not None:  # the same generator, seed and gate: the same pairs again
+    if cached is not None:  # the same generator, seed and checks: the same pairs again
         images, masks, summary, quality = cached
         logger.info("synthetic release: the gated pairs drawn before with this seed")
     else:
-        images, masks = diffusion.sample(model, settings, run.synth_n, seed=seed)
-        verdict = gate(images, train.images, val.images, quantile=run.synth_gate_quantile)
-        keep, summary = verdict.keep, verdict.summary()
-        images, masks = images[keep].astype(np.float16), masks[keep]
+        images, masks, summary = draw_release(model, settings, run, seed, train, val)
         logger.info(
-            "synthetic release: %d generated, %d dropped by the memorisation gate",
-            len(keep),
-            int((~keep).sum()),
+            "synthetic release: %d drawn, %d with masks unlike the site's, %d dropped by the "
+            "memorisation gate, %d released",
+            summary["generated"],
+            summary["implausible"],
+            summary["dropped"],
+            summary["released"],
         )
         quality = None
         if trained_dp is None:  # under DP only the pairs leave: no statistic of real data
@@ -116,12 +113,95 @@ def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) ->
     )
 
 
+def draw_release(model, settings, run: RunSettings, seed: int, train, val):
+    """Draw pairs until ``synth-n`` pass the mask check and the memorisation gate, or until
+    ``synth-draw-factor × synth-n`` have been drawn.
+
+    Each draw after the first is sized by the share that passed so far. Every drawn pair
+    is accounted for: ``generated = implausible + dropped + released + surplus`` (surplus:
+    passed both checks after ``synth-n`` had been reached, not released).
+
+    Returns:
+        ``(images float16, masks uint8, summary)``; ``summary`` is the gate's summary over
+        all draws, with ``implausible`` (masks outside the site's range, by reason in
+        ``mask_check``), ``surplus`` and ``draws``.
+    """
+    from common.synth import diffusion
+    from common.synth.mask_check import MaskRange
+    from common.synth.memorisation import gate
+
+    wanted, budget = run.synth_n, run.synth_n * run.synth_draw_factor
+    reference = None
+    if run.synth_mask_quantile:
+        reference = MaskRange.of(train.masks, run.synth_mask_quantile)
+    kept_images, kept_masks, summaries = [], [], []
+    drawn, implausible, reasons = 0, 0, {"structures": 0, "foreground": 0}
+    released, draws = 0, 0
+    while released < wanted and drawn < budget:
+        n = wanted
+        if drawn:  # sized by the share that passed so far (at least 1 in synth-draw-factor)
+            rate = max(released / drawn, 1 / run.synth_draw_factor)
+            n = max(8, math.ceil((wanted - released) / rate * 1.1))
+        n = min(budget - drawn, n)
+        images, masks = diffusion.sample(model, settings, n, seed=seed + draws)
+        drawn, draws = drawn + n, draws + 1
+        plausible = np.ones(n, bool)
+        if reference is not None:
+            plausible, why = reference.check(masks)
+            implausible += int((~plausible).sum())
+            reasons = {k: reasons[k] + why[k] for k in reasons}
+        images, masks = images[plausible], masks[plausible]
+        if len(images):
+            verdict = gate(images, train.images, val.images, quantile=run.synth_gate_quantile)
+            summaries.append(verdict.summary())
+            kept_images.append(images[verdict.keep].astype(np.float16))
+            kept_masks.append(masks[verdict.keep])
+            released += int(verdict.keep.sum())
+    shape = (0, settings.image_channels, settings.image_size, settings.image_size)
+    images = np.concatenate(kept_images) if kept_images else np.zeros(shape, np.float16)
+    masks = np.concatenate(kept_masks) if kept_masks else np.zeros((0, *shape[2:]), np.uint8)
+    surplus = max(0, len(images) - wanted)
+    images, masks = images[:wanted], masks[:wanted]
+    summary = _merge_gate_summaries(summaries)
+    summary.update(
+        generated=drawn,
+        implausible=implausible,
+        released=int(len(images)),
+        surplus=surplus,
+        draws=draws,
+        mask_check=None if reference is None else {**reference.summary(), "outside": reasons},
+    )
+    return images, masks, summary
+
+
+def _merge_gate_summaries(summaries: list[dict]) -> dict:
+    """One gate summary over several draws (the thresholds are the same in each: they come
+    from the held-out images): counts added, the held-out-median share weighted."""
+    if not summaries:
+        return {"dropped": 0, "thresholds_from": "none: no pair reached the gate"}
+    out = dict(summaries[0])
+    gated = sum(s["generated"] for s in summaries)
+    out["gated"] = gated
+    out["dropped"] = sum(s["dropped"] for s in summaries)
+    shares = [(s["closer_than_holdout_median"], s["generated"]) for s in summaries]
+    if all(v is not None for v, _ in shares) and gated:
+        out["closer_than_holdout_median"] = round(sum(v * w for v, w in shares) / gated, 4)
+    return out
+
+
 def _release_key(train, val, settings, run: RunSettings, seed: int) -> str:
     """What a gated release is a deterministic function of: the generator (its data and
-    settings), the noise seed, ``synth-n``, the gate's quantile and held-out images."""
+    settings), the noise seed, ``synth-n``, the checks' settings and held-out images."""
     h = hashlib.sha256()
     dp_mode = run.dp_settings().mode
-    parts = [_fingerprint(train, settings, dp_mode), seed, run.synth_n, run.synth_gate_quantile]
+    parts = [
+        _fingerprint(train, settings, dp_mode),
+        seed,
+        run.synth_n,
+        run.synth_gate_quantile,
+        run.synth_mask_quantile,
+        run.synth_draw_factor,
+    ]
     h.update(json.dumps(parts).encode())
     h.update(np.ascontiguousarray(val.images).tobytes())
     return h.hexdigest()[:24]

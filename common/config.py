@@ -94,6 +94,8 @@ class RunSettings:
     synth_n: int = 32
     synth_every: int = 0
     synth_gate_quantile: float = 0.05
+    synth_mask_quantile: float = 0.05
+    synth_draw_factor: int = 4
     server_epochs: int = 2
     augmentation: str = "standard"
     synth_patch: bool = False
@@ -116,6 +118,11 @@ class RunSettings:
             raise ConfigError(
                 "synth-n must be >= 1, synth-every and server-epochs >= 0; got "
                 f"{self.synth_n}, {self.synth_every}, {self.server_epochs}"
+            )
+        if not 0 <= self.synth_mask_quantile < 0.5 or self.synth_draw_factor < 1:
+            raise ConfigError(
+                "synth-mask-quantile must be in [0, 0.5) (0: no mask check) and "
+                f"synth-draw-factor >= 1; got {self.synth_mask_quantile}, {self.synth_draw_factor}"
             )
         if self.share == "synthetic" and self.dp == "central":
             raise ConfigError(

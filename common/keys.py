@@ -37,6 +37,7 @@ STARTUP_SECONDS = "startup-seconds"  # ClientApp process start to handler entry
 SAMPLE_SECONDS = "sample-seconds"  # generating and gating synthetic pairs
 SYNTH_GENERATED = "synthetic-generated"
 SYNTH_DROPPED = "synthetic-dropped"  # near-copies stopped by the memorisation gate
+SYNTH_IMPLAUSIBLE = "synthetic-implausible"  # masks outside the site's real range (mask check)
 SYNTH_RELEASED = "synthetic-released"
 SYNTH_QUALITY = "synthetic-"  # prefix: the release against the site's validation split
 # (two-sample-accuracy, frechet-distance, foreground-real, foreground-synthetic)

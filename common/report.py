@@ -266,9 +266,10 @@ def render(run_dir: Path) -> Path:
             else:
                 site_rows.append(
                     f"<tr><td>{r['round']}</td><td>{esc(str(x['site']))}</td><td>synthetic</td>"
-                    f"<td colspan=4>{int(x.get('synthetic-released', 0))} pairs released, "
-                    f"{int(x.get('synthetic-dropped', 0))} of "
-                    f"{int(x.get('synthetic-generated', 0))} dropped by the memorisation gate"
+                    f"<td colspan=4>{int(x.get('synthetic-released', 0))} pairs released of "
+                    f"{int(x.get('synthetic-generated', 0))} drawn: "
+                    f"{int(x.get('synthetic-implausible', 0))} with masks unlike the site's, "
+                    f"{int(x.get('synthetic-dropped', 0))} dropped by the memorisation gate"
                     f"{_release_quality(x)}</td><td>{_fmt(x.get('train-seconds'))}</td></tr>"
                 )
         for x in s.get("exchanged", []):

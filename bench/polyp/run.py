@@ -18,8 +18,9 @@ and overall.
   its image+mask diffusion generator once (``SYNTH["synth-config"]``, kept in the site's
   state and reused by every row), releases ``synth-n`` gated pairs, and then
   ``synthetic only`` (``share = "synthetic"``: the coordinator trains on the pool; no
-  weights leave a site), ``real + synthetic`` (``share = "both"``: FedAvg, then one
-  epoch on the pool each round) and ``exchange`` (``share = "exchange"``: each centre
+  weights leave a site), ``real + synthetic`` (``share = "both"``: one epoch on the
+  pool at the coordinator, then the centres train on their frames from there, FedAvg)
+  and ``exchange`` (``share = "exchange"``: each centre
   trains on its frames plus the other centre's pairs). The quality of each centre's
   pairs against its own validation frames (two-sample accuracy, Fréchet distance, mask
   foreground) comes from the run's ``metrics.jsonl`` and goes beside the rows.
@@ -206,8 +207,10 @@ def synthetic_targets(result: dict) -> list[str]:
             verdict = "met" if acc <= 0.75 else "missed"
             out.append(
                 f"two-sample accuracy, {site}'s pairs vs its validation frames: {acc:.2f} "
-                f"(<= 0.75: {verdict}); {int(x.get('synthetic-released', 0))} released, "
-                f"{int(x.get('synthetic-dropped', 0))} dropped by the gate"
+                f"(<= 0.75: {verdict}); {int(x.get('synthetic-released', 0))} released of "
+                f"{int(x.get('synthetic-generated', 0))} drawn, "
+                f"{int(x.get('synthetic-implausible', 0))} with masks outside the centre's "
+                f"range, {int(x.get('synthetic-dropped', 0))} dropped by the gate"
             )
     return out
 

@@ -89,6 +89,7 @@ def sample(
     from client.synthesis import MODEL_FILE, generator_data
     from common.data.prepared import load_cached
     from common.synth import diffusion
+    from common.synth.mask_check import MaskRange
     from common.synth.memorisation import gate
     from common.synth.quality import pair_grid_png
 
@@ -109,9 +110,13 @@ def sample(
     )
     with console.status(f"sampling {n} pairs"):
         images, masks = diffusion.sample(model, settings, n, seed=seed, steps=steps or None)
+    plausible, outside = np.ones(len(masks), bool), {}
+    if run.synth_mask_quantile:
+        mask_range = MaskRange.of(train_data.masks, run.synth_mask_quantile)
+        plausible, outside = mask_range.check(masks)
     verdict = gate(images, train_data.images, val_data.images, run.synth_gate_quantile)
     out.mkdir(parents=True, exist_ok=True)
-    keep = verdict.keep
+    keep = verdict.keep & plausible
     (out / "samples.png").write_bytes(
         pair_grid_png(
             train_data.images[:16].astype(np.float32),
@@ -131,12 +136,17 @@ def sample(
                 rows_each=1,
             )
         )
-    np.savez_compressed(out / "samples.npz", images=images, masks=masks, released=keep)
-    summary = verdict.summary()
+    np.savez_compressed(
+        out / "samples.npz", images=images, masks=masks, released=keep, plausible=plausible
+    )
+    summary = {**verdict.summary(), "implausible": int((~plausible).sum()), "outside": outside}
+    summary["released"] = int(keep.sum())
     (out / "gate.json").write_text(json.dumps(summary, indent=1))
     console.print(
-        f"{summary['generated']} drawn, [bold]{summary['released']} would be released[/bold], "
-        f"{summary['dropped']} near-copies dropped by the memorisation gate "
+        f"{summary['generated']} drawn, [bold]{summary['released']} would be released[/bold]: "
+        f"{summary['implausible']} with masks unlike yours (structures or foreground outside "
+        f"the central {1 - 2 * run.synth_mask_quantile:.0%} of your training masks), "
+        f"{summary['dropped']} near-copies by the memorisation gate "
         f"(thresholds from {summary['thresholds_from']} images); "
         f"{summary['closer_than_holdout_median']} of samples are closer to a training image "
         "than the median held-out image is (about 0.5 when the model does not copy)"

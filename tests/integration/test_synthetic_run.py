@@ -39,6 +39,8 @@ def test_synthetic_mode_end_to_end(tiny_consortium, tmp_path, prepare):
         "synth-config": "tiny",
         "synth-n": 6,
         "server-epochs": 1,
+        "synth-mask-quantile": 0.0,  # tiny generators draw noise masks: no mask check,
+        "synth-draw-factor": 1,  # and one draw, which the gate alone decides on
     }
     nodes = [
         SiteNode(
@@ -62,7 +64,7 @@ def test_synthetic_mode_end_to_end(tiny_consortium, tmp_path, prepare):
     releases = {x["site"]: x for x in rounds[1]["sites"]["synthetic"]}
     assert sorted(releases) == ["site-1", "site-2", "site-3"]
     for x in releases.values():
-        assert x["synthetic-generated"] == 6
+        assert x["synthetic-generated"] == 6 and x["synthetic-implausible"] == 0
         assert x["synthetic-released"] + x["synthetic-dropped"] == 6
     assert "synthetic" not in rounds[2]["sites"]  # released once (synth-every=0)
     for r in rounds[1:]:
@@ -125,6 +127,7 @@ def test_exchange_mode_sites_train_on_each_others_pairs(tiny_consortium, tmp_pat
         "synth-config": "tiny",
         "synth-n": 8,
         "synth-gate-quantile": 0.0,  # tiny generators: keep every pair so each site gets some
+        "synth-mask-quantile": 0.0,
     }
     nodes = [
         SiteNode(
@@ -170,3 +173,51 @@ def test_exchange_mode_sites_train_on_each_others_pairs(tiny_consortium, tmp_pat
     site_ledgers = [states[i] / ledger.LEDGER_FILE for i in (1, 2)]
     consortium_ledger = out / "ledger" / "consortium.jsonl"
     assert audit.verify([*site_ledgers, consortium_ledger], registry) == ([], [])
+
+
+def test_both_mode_trains_on_the_pool_before_the_sites_do(tiny_consortium, tmp_path, prepare):
+    """share=both: the server trains the global model on the pool and sends that to the
+    sites; their average of real-data training is the round's model, so real data are the
+    last thing it learns from."""
+    data, _ = tiny_consortium
+    out = tmp_path / "run"
+    for i in (1, 2):
+        prepare(data / f"site-{i}", tmp_path / f"state-{i}", 32)
+    config = {
+        "num-server-rounds": 1,
+        "image-size": 32,
+        "min-sites": 2,
+        "round-timeout": 300.0,
+        "eval-dir": str(data / "heldout"),
+        "out-dir": str(out),
+        "share": "both",
+        "synth-config": "tiny",
+        "synth-n": 4,
+        "server-epochs": 1,
+        "synth-gate-quantile": 0.0,
+        "synth-mask-quantile": 0.0,
+    }
+    nodes = [
+        SiteNode(
+            f"site-{i}",
+            {
+                "site-name": f"site-{i}",
+                "data-dir": str(data / f"site-{i}"),
+                "state-dir": str(tmp_path / f"state-{i}"),
+                "val-fraction": 0.5,
+            },
+        )
+        for i in (1, 2)
+    ]
+    with LocalConsortium(tmp_path / "flwr", nodes) as consortium:
+        status = consortium.wait(consortium.submit(config), timeout=900)
+    assert status["status"] == "finished:completed", status
+
+    rounds = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    record = rounds[1]["sites"]
+    released = sum(int(x["synthetic-released"]) for x in record["synthetic"])
+    assert released > 0
+    assert record["server-training"]["before-sites"] is True
+    assert record["server-training"]["examples"] == released
+    assert sorted(x["site"] for x in record["trained"]) == ["site-1", "site-2"]
+    assert 0.0 <= rounds[1]["heldout"]["overall"]["dice"] <= 1.0

@@ -1,0 +1,65 @@
+"""The mask check keeps synthetic masks that look like the site's real ones, and says why
+it stopped the others."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.errors import ConfigError
+from common.synth.mask_check import MaskRange, structures_and_foreground
+
+
+def _disc(size: int, cy: int, cx: int, r: int) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    return ((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r).astype(np.uint8)
+
+
+def _real(n: int = 40, size: int = 32) -> np.ndarray:
+    """One polyp-like disc a mask, radius 4 to 8, anywhere."""
+    rng = np.random.default_rng(0)
+    return np.stack(
+        [_disc(size, *rng.integers(9, size - 9, 2), int(rng.integers(4, 9))) for _ in range(n)]
+    )
+
+
+def test_structures_are_counted_four_connected_with_their_foreground():
+    m = np.zeros((2, 8, 8), np.uint8)
+    m[0, 1, 1] = m[0, 2, 2] = 1  # touching only at a corner: two structures
+    m[1, 2:4, 2:6] = 1
+    counts, foreground = structures_and_foreground(m)
+    assert counts.tolist() == [2, 1]
+    assert foreground.tolist() == [2 / 64, 8 / 64]
+
+
+def test_masks_unlike_the_real_ones_are_stopped_by_reason():
+    real = _real()
+    bounds = MaskRange.of(real, 0.05)
+    assert bounds.structures == (1, 1) and bounds.real_masks == 40
+    one = _disc(32, 16, 16, 6)
+    two = np.maximum(_disc(32, 8, 8, 4), _disc(32, 24, 24, 4))
+    huge = _disc(32, 16, 16, 15)  # one structure, far more foreground than any real mask
+    empty = np.zeros((32, 32), np.uint8)
+    keep, outside = bounds.check(np.stack([one, two, huge, empty]))
+    assert keep.tolist() == [True, False, False, False]
+    assert outside == {"structures": 2, "foreground": 1}  # two and empty; huge
+
+
+def test_empty_masks_pass_where_real_empty_masks_are_common():
+    real = _real()
+    real[:10] = 0  # a quarter of the real frames show no structure
+    keep, _ = MaskRange.of(real, 0.05).check(np.zeros((1, 32, 32), np.uint8))
+    assert keep.tolist() == [True]
+
+
+def test_the_range_is_recorded_json_ready():
+    summary = MaskRange.of(_real(), 0.1).summary()
+    assert summary["structures"] == [1, 1] and summary["quantile"] == 0.1
+    lo, hi = summary["foreground"]
+    assert 0 < lo < hi < 0.3
+
+
+@pytest.mark.parametrize("quantile", [0.0, 0.5, -0.1])
+def test_a_quantile_outside_the_open_half_interval_is_refused_by_name(quantile):
+    with pytest.raises(ConfigError, match="synth-mask-quantile"):
+        MaskRange.of(_real(), quantile)
