@@ -88,7 +88,12 @@ def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) ->
         images, masks, summary, quality = cached
         logger.info("synthetic release: the gated pairs drawn before with this seed")
     else:
-        images, masks, summary = draw_release(model, settings, run, seed, train, val)
+        from common.synth import diffusion
+
+        def draw(n: int, seed: int):
+            return diffusion.sample(model, settings, n, seed=seed)
+
+        images, masks, summary = draw_release(draw, run, seed, train, val)
         logger.info(
             "synthetic release: %d drawn, %d with masks unlike the site's, %d dropped by the "
             "memorisation gate, %d released",
@@ -113,20 +118,24 @@ def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) ->
     )
 
 
-def draw_release(model, settings, run: RunSettings, seed: int, train, val):
-    """Draw pairs until ``synth-n`` pass the mask check and the memorisation gate, or until
+def draw_release(draw, run: RunSettings, seed: int, train, val):
+    """Draw pairs (``draw(n, seed) -> (images, masks)``: the site's generator) until
+    ``synth-n`` pass the mask check and the memorisation gate, or until
     ``synth-draw-factor × synth-n`` have been drawn.
 
-    Each draw after the first is sized by the share that passed so far. Every drawn pair
-    is accounted for: ``generated = implausible + dropped + released + surplus`` (surplus:
-    passed both checks after ``synth-n`` had been reached, not released).
+    With the mask check on, the released pairs also keep the mix of structure counts of
+    the site's real masks (:meth:`common.synth.mask_check.MaskRange.quotas`): a pair whose
+    count's share is already filled is not released. Each draw after the first is sized
+    by the share that passed so far. Every drawn pair is accounted for: ``generated =
+    implausible + dropped + released + surplus`` (surplus: passed, but its count's share,
+    or ``synth-n``, was already reached).
 
     Returns:
         ``(images float16, masks uint8, summary)``; ``summary`` is the gate's summary over
         all draws, with ``implausible`` (masks outside the site's range, by reason in
-        ``mask_check``), ``surplus`` and ``draws``.
+        ``mask_check``, which also has the quotas and how many were filled), ``surplus``
+        and ``draws``.
     """
-    from common.synth import diffusion
     from common.synth.mask_check import MaskRange
     from common.synth.memorisation import gate
 
@@ -134,42 +143,66 @@ def draw_release(model, settings, run: RunSettings, seed: int, train, val):
     reference = None
     if run.synth_mask_quantile:
         reference = MaskRange.of(train.masks, run.synth_mask_quantile)
+    quota = reference.quotas(wanted) if reference else [wanted]
+    filled = [0] * len(quota)
     kept_images, kept_masks, summaries = [], [], []
-    drawn, implausible, reasons = 0, 0, {"structures": 0, "foreground": 0}
-    released, draws = 0, 0
-    while released < wanted and drawn < budget:
+    drawn, implausible, surplus, draws = 0, 0, 0, 0
+    reasons = {"structures": 0, "foreground": 0}
+    while sum(filled) < wanted and drawn < budget:
         n = wanted
-        if drawn:  # sized by the share that passed so far (at least 1 in synth-draw-factor)
-            rate = max(released / drawn, 1 / run.synth_draw_factor)
-            n = max(8, math.ceil((wanted - released) / rate * 1.1))
+        if drawn:  # sized by the scarcest bin's pass rate so far (at least 1 in the factor)
+            floor = 1 / run.synth_draw_factor
+            n = max(
+                math.ceil((q - f) / max(f / drawn, floor * q / wanted) * 1.1)
+                for q, f in zip(quota, filled)
+                if q > f
+            )
+            n = max(8, n)
         n = min(budget - drawn, n)
-        images, masks = diffusion.sample(model, settings, n, seed=seed + draws)
+        images, masks = draw(n, seed + draws)
         drawn, draws = drawn + n, draws + 1
-        plausible = np.ones(n, bool)
+        plausible, bins = np.ones(n, bool), np.zeros(n, np.int64)
         if reference is not None:
             plausible, why = reference.check(masks)
+            bins = reference.bin_of(masks)
             implausible += int((~plausible).sum())
             reasons = {k: reasons[k] + why[k] for k in reasons}
-        images, masks = images[plausible], masks[plausible]
-        if len(images):
-            verdict = gate(images, train.images, val.images, quantile=run.synth_gate_quantile)
-            summaries.append(verdict.summary())
-            kept_images.append(images[verdict.keep].astype(np.float16))
-            kept_masks.append(masks[verdict.keep])
-            released += int(verdict.keep.sum())
-    shape = (0, settings.image_channels, settings.image_size, settings.image_size)
-    images = np.concatenate(kept_images) if kept_images else np.zeros(shape, np.float16)
-    masks = np.concatenate(kept_masks) if kept_masks else np.zeros((0, *shape[2:]), np.uint8)
-    surplus = max(0, len(images) - wanted)
-    images, masks = images[:wanted], masks[:wanted]
+        # in draw order, up to each bin's room and a quarter more (the gate drops some)
+        room = [math.ceil((q - f) * 1.25) + 1 if q > f else 0 for q, f in zip(quota, filled)]
+        candidates = []
+        for i in np.flatnonzero(plausible):
+            if room[bins[i]] > 0:
+                room[bins[i]] -= 1
+                candidates.append(i)
+        surplus += int(plausible.sum()) - len(candidates)
+        if not candidates:
+            continue
+        verdict = gate(
+            images[candidates], train.images, val.images, quantile=run.synth_gate_quantile
+        )
+        summaries.append(verdict.summary())
+        for i in np.asarray(candidates)[verdict.keep]:
+            if filled[bins[i]] == quota[bins[i]]:
+                surplus += 1
+                continue
+            filled[bins[i]] += 1
+            kept_images.append(images[i].astype(np.float16))
+            kept_masks.append(masks[i])
+    if kept_images:
+        images, masks = np.stack(kept_images), np.stack(kept_masks)
+    else:  # nothing passed: empty arrays of the drawn pairs' shape
+        images, masks = images[:0].astype(np.float16), masks[:0]
     summary = _merge_gate_summaries(summaries)
+    check = None
+    if reference is not None:
+        check = {**reference.summary(), "outside": reasons, "quotas": quota, "filled": filled}
     summary.update(
         generated=drawn,
         implausible=implausible,
         released=int(len(images)),
         surplus=surplus,
         draws=draws,
-        mask_check=None if reference is None else {**reference.summary(), "outside": reasons},
+        mask_check=check,
     )
     return images, masks, summary
 

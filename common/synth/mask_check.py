@@ -14,6 +14,14 @@ and keeps a mask when both lie within the central ``1 − 2·quantile`` of the r
 values (the ``quantile`` and ``1 − quantile`` quantiles, inclusive). Empty masks pass
 only where real empty masks are common enough to fall inside the range.
 
+Within the range, a release also keeps the real masks' **mix of structure counts**: the
+counts are grouped in at most :data:`MAX_BINS` bins (one per count where there are few,
+as for polyps or lungs; equal-mass bins of the real counts where there are many, as for
+vessel trees), and :meth:`MaskRange.quotas` gives each bin its share of the pairs a site
+releases. On Kvasir-SEG 95% of the real masks hold one polyp and 5% two: 400 released
+pairs are then 379 with one structure and 21 with two, however many two-polyp masks
+the generator draws.
+
 The range is a statistic of the site's real masks, computed at the site and recorded with
 the release (how many structures and how much foreground are allowed). Like the
 memorisation gate, the check's decision depends on the training data, so under
@@ -35,6 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.errors import ConfigError
+
+MAX_BINS = 5  # structure-count bins a release's mix is kept in
 
 
 def structures_and_foreground(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,6 +72,8 @@ class MaskRange:
     foreground: tuple[float, float]
     quantile: float
     real_masks: int
+    bins: tuple[tuple[int, int], ...] = ()  # structure counts, (lowest, highest) inclusive
+    shares: tuple[float, ...] = ()  # the real masks' share in each bin (within the range)
 
     @classmethod
     def of(cls, real_masks: np.ndarray, quantile: float) -> MaskRange:
@@ -74,9 +86,29 @@ class MaskRange:
         if len(real_masks) == 0:
             raise ValueError("the mask check needs at least one real mask to learn its range")
         counts, foreground = structures_and_foreground(real_masks)
-        lo, hi = np.quantile(counts, [quantile, 1 - quantile], method="inverted_cdf")
+        lo, hi = (
+            int(v) for v in np.quantile(counts, [quantile, 1 - quantile], method="inverted_cdf")
+        )
         f_lo, f_hi = np.quantile(foreground, [quantile, 1 - quantile])
-        return cls((int(lo), int(hi)), (float(f_lo), float(f_hi)), quantile, len(real_masks))
+        inside = counts[(counts >= lo) & (counts <= hi)]
+        values = np.unique(inside)
+        if len(values) <= MAX_BINS:
+            bins = [(int(v), int(v)) for v in values]
+        else:  # equal-mass bins of the real counts
+            cuts = np.unique(
+                np.quantile(inside, np.linspace(0, 1, MAX_BINS + 1)[1:-1], method="inverted_cdf")
+            )
+            edges = [lo - 1, *(int(c) for c in cuts if lo <= c < hi), hi]
+            bins = [(a + 1, b) for a, b in zip(edges, edges[1:])]
+        shares = [float(np.mean((inside >= a) & (inside <= b))) for a, b in bins]
+        return cls(
+            (lo, hi),
+            (float(f_lo), float(f_hi)),
+            quantile,
+            len(real_masks),
+            tuple(bins),
+            tuple(shares),
+        )
 
     def check(self, masks: np.ndarray) -> tuple[np.ndarray, dict]:
         """``(keep, counts)``: which masks are within the range, and how many were not, by
@@ -91,6 +123,23 @@ class MaskRange:
             "foreground": int((ok_count & ~ok_fg).sum()),
         }
 
+    def bin_of(self, masks: np.ndarray) -> np.ndarray:
+        """Each mask's structure-count bin (an index into ``bins``; -1: in none)."""
+        counts, _ = structures_and_foreground(masks)
+        out = np.full(len(counts), -1, np.int64)
+        for i, (a, b) in enumerate(self.bins):
+            out[(counts >= a) & (counts <= b)] = i
+        return out
+
+    def quotas(self, n: int) -> list[int]:
+        """How many of ``n`` released pairs each bin gets: ``n × share``, rounded so that
+        they add up to ``n`` (largest remainders first)."""
+        exact = np.asarray(self.shares) * n
+        quota = np.floor(exact).astype(int)
+        for i in np.argsort(-(exact - quota), kind="stable")[: n - int(quota.sum())]:
+            quota[i] += 1
+        return [int(q) for q in quota]
+
     def summary(self) -> dict:
         """The range, JSON-ready (for the ledger and reports)."""
         return {
@@ -98,4 +147,6 @@ class MaskRange:
             "structures": list(self.structures),
             "foreground": [round(self.foreground[0], 5), round(self.foreground[1], 5)],
             "real_masks": self.real_masks,
+            "bins": [list(b) for b in self.bins],
+            "shares": [round(v, 4) for v in self.shares],
         }

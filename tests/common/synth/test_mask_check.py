@@ -63,3 +63,26 @@ def test_the_range_is_recorded_json_ready():
 def test_a_quantile_outside_the_open_half_interval_is_refused_by_name(quantile):
     with pytest.raises(ConfigError, match="synth-mask-quantile"):
         MaskRange.of(_real(), quantile)
+
+
+def test_a_release_keeps_the_real_mix_of_structure_counts():
+    real = _real()
+    real[:4] = np.maximum(real[:4], _disc(32, 4, 4, 2))  # a tenth hold a second structure
+    bounds = MaskRange.of(real, 0.05)
+    assert bounds.structures == (1, 2) and bounds.bins == ((1, 1), (2, 2))
+    assert bounds.shares == (0.9, 0.1)
+    assert bounds.quotas(400) == [360, 40] and bounds.quotas(7) == [6, 1]
+    two = np.maximum(_disc(32, 8, 8, 4), _disc(32, 24, 24, 4))
+    assert bounds.bin_of(np.stack([_disc(32, 16, 16, 6), two])).tolist() == [0, 1]
+
+
+def test_many_structure_counts_share_equal_mass_bins():
+    """Vessel-like masks: many fragments, a wide spread of counts."""
+    rng = np.random.default_rng(1)
+    real = (rng.random((200, 32, 32)) < rng.uniform(0.02, 0.2, (200, 1, 1))).astype(np.uint8)
+    bounds = MaskRange.of(real, 0.05)
+    assert 2 <= len(bounds.bins) <= 5
+    lo, hi = bounds.structures
+    assert bounds.bins[0][0] == lo and bounds.bins[-1][1] == hi
+    assert all(b[0] == a[1] + 1 for a, b in zip(bounds.bins, bounds.bins[1:]))  # contiguous
+    assert abs(sum(bounds.shares) - 1) < 1e-9 and sum(bounds.quotas(101)) == 101
