@@ -188,6 +188,16 @@ def draw_release(draw, run: RunSettings, seed: int, train, val):
             filled[bins[i]] += 1
             kept_images.append(images[i].astype(np.float16))
             kept_masks.append(masks[i])
+        logger.info(  # a line per draw: a large release takes minutes
+            "synthetic release: draw %d, %d pairs: %d of %d released so far (%d drawn of at "
+            "most %d)",
+            draws,
+            n,
+            sum(filled),
+            wanted,
+            drawn,
+            budget,
+        )
     if kept_images:
         images, masks = np.stack(kept_images), np.stack(kept_masks)
     else:  # nothing passed: empty arrays of the drawn pairs' shape

@@ -117,7 +117,8 @@ def federated(
 ) -> tuple[dict, float, dict, list]:
     """A consortium of both centres on the Simulation Engine (``extra``: run_config
     overrides); the held-out metrics after its last round, its wall time, the runner's
-    phase timings and every round's record."""
+    phase timings (with the pool's ``synthetic/quality.json`` as ``"pool quality"`` where
+    there is a pool) and every round's record."""
     from deploy.local.runner import run_consortium
     from deploy.local.spec import ConsortiumSpec, SiteSpec
 
@@ -136,6 +137,9 @@ def federated(
     rounds = [json.loads(x) for x in (report.parent / "metrics.jsonl").read_text().splitlines()]
     timings_file = report.parent / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    quality_file = report.parent / "synthetic" / "quality.json"  # the pool, with share != weights
+    if quality_file.exists():
+        timings["pool quality"] = json.loads(quality_file.read_text())
     return rounds[-1]["heldout"], since(start), timings, rounds
 
 
@@ -279,6 +283,8 @@ def main() -> None:
             overrides = {**SYNTH, **SYNTH_ROWS[name]}
             metrics, _, timings, rounds = federated(workdir, data, p, "rgb", console, overrides)
             extra = {"run_config": overrides, "releases": releases(rounds)}
+            if "pool quality" in timings:  # against the held-out frames (structures, FD, ...)
+                extra["pool quality"] = timings["pool quality"]
         else:
             metrics, _, timings, _ = federated(workdir, data, p, CHANNELS[name], console)
             extra = {"intake seconds": timings.get("intake"), "channels": CHANNELS[name]}
