@@ -8,6 +8,7 @@ trains the global model on the pool and evaluates it on the held-out set as usua
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,23 +130,7 @@ def test_exchange_mode_sites_train_on_each_others_pairs(tiny_consortium, tmp_pat
         "synth-gate-quantile": 0.0,  # tiny generators: keep every pair so each site gets some
         "synth-mask-quantile": 0.0,
     }
-    nodes = [
-        SiteNode(
-            f"site-{i}",
-            {
-                "site-name": f"site-{i}",
-                "data-dir": str(data / f"site-{i}"),
-                "state-dir": str(states[i]),
-                "val-fraction": 0.5,
-            },
-        )
-        for i in (1, 2)
-    ]
-    with LocalConsortium(tmp_path / "flwr", nodes) as consortium:
-        status = consortium.wait(consortium.submit(config), timeout=900)
-    assert status["status"] == "finished:completed", status
-
-    rounds = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    rounds = _run_two_sites(data, states, config, tmp_path)
     released = {x["site"]: int(x["synthetic-released"]) for x in rounds[1]["sites"]["synthetic"]}
     assert sorted(released) == ["site-1", "site-2"] and all(released.values())
     for r in rounds[1:]:
@@ -181,8 +166,9 @@ def test_both_mode_trains_on_the_pool_before_the_sites_do(tiny_consortium, tmp_p
     last thing it learns from."""
     data, _ = tiny_consortium
     out = tmp_path / "run"
+    states = {i: tmp_path / f"state-{i}" for i in (1, 2)}
     for i in (1, 2):
-        prepare(data / f"site-{i}", tmp_path / f"state-{i}", 32)
+        prepare(data / f"site-{i}", states[i], 32)
     config = {
         "num-server-rounds": 1,
         "image-size": 32,
@@ -197,13 +183,25 @@ def test_both_mode_trains_on_the_pool_before_the_sites_do(tiny_consortium, tmp_p
         "synth-gate-quantile": 0.0,
         "synth-mask-quantile": 0.0,
     }
+    rounds = _run_two_sites(data, states, config, tmp_path)
+    record = rounds[1]["sites"]
+    released = sum(int(x["synthetic-released"]) for x in record["synthetic"])
+    assert released > 0
+    assert record["server-training"]["before-sites"] is True
+    assert record["server-training"]["examples"] == released
+    assert sorted(x["site"] for x in record["trained"]) == ["site-1", "site-2"]
+    assert 0.0 <= rounds[1]["heldout"]["overall"]["dice"] <= 1.0
+
+
+def _run_two_sites(data, states: dict, config: dict, tmp_path) -> list[dict]:
+    """Run ``config`` on SuperNodes for site-1 and site-2 until it completes; its rounds."""
     nodes = [
         SiteNode(
             f"site-{i}",
             {
                 "site-name": f"site-{i}",
                 "data-dir": str(data / f"site-{i}"),
-                "state-dir": str(tmp_path / f"state-{i}"),
+                "state-dir": str(states[i]),
                 "val-fraction": 0.5,
             },
         )
@@ -212,12 +210,5 @@ def test_both_mode_trains_on_the_pool_before_the_sites_do(tiny_consortium, tmp_p
     with LocalConsortium(tmp_path / "flwr", nodes) as consortium:
         status = consortium.wait(consortium.submit(config), timeout=900)
     assert status["status"] == "finished:completed", status
-
-    rounds = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    record = rounds[1]["sites"]
-    released = sum(int(x["synthetic-released"]) for x in record["synthetic"])
-    assert released > 0
-    assert record["server-training"]["before-sites"] is True
-    assert record["server-training"]["examples"] == released
-    assert sorted(x["site"] for x in record["trained"]) == ["site-1", "site-2"]
-    assert 0.0 <= rounds[1]["heldout"]["overall"]["dice"] <= 1.0
+    metrics = Path(config["out-dir"]) / "metrics.jsonl"
+    return [json.loads(x) for x in metrics.read_text().splitlines()]
