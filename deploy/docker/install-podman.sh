@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install and configure podman on Debian or Ubuntu (as root), as CI and the guides use it:
-# podman with the runc runtime, debootstrap for deploy/docker/base.sh. Safe to run again.
+# podman with the runc runtime, its network (netavark, iptables) and pause binary (catatonit),
+# debootstrap for deploy/docker/base.sh. Safe to run again.
 #
 #   sudo bash deploy/docker/install-podman.sh
 #
@@ -13,10 +14,19 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "error: run as root (sudo bash $0)" >&2; exit 2; }
 command -v apt-get >/dev/null || { echo "error: apt-get not found; install podman with your distribution's tools" >&2; exit 2; }
-if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
+# Every package podman needs here, checked one by one: a machine can have podman without
+# what --no-install-recommends leaves out (netavark calls iptables to set up a container's
+# network; kube play builds its pause image from catatonit).
+packages="podman runc debootstrap uidmap netavark aardvark-dns conmon fuse-overlayfs iptables catatonit"
+missing=""
+for p in $packages; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "install-podman: installing$missing"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    podman runc debootstrap uidmap netavark aardvark-dns conmon fuse-overlayfs >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 conf=/etc/containers/containers.conf
 if [ -f "$conf" ]; then
@@ -34,4 +44,5 @@ events_logger = "file"
 EOF
 fi
 podman info >/dev/null || { echo "error: podman is installed but cannot run here (podman info failed)" >&2; exit 1; }
+command -v iptables >/dev/null || { echo "error: iptables not found: netavark cannot set up container networks (apt-get install iptables)" >&2; exit 1; }
 echo "install-podman: $(podman --version), runtime $(podman info --format '{{.Host.OCIRuntime.Name}}')"
