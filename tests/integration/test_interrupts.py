@@ -41,9 +41,11 @@ FAST = "image-size=32 local-epochs=1 round-timeout=120.0"
 
 def test_demo_stops_in_sample_data_intake_and_baselines_and_a_rerun_goes_on(tmp_path):
     workdir = tmp_path / "demo"
-    # One round of one epoch: the federated phase only has to end; the baselines (three
-    # local models, a central one, each scored on the held-out set) last seconds.
-    args = _demo(workdir, "--sites", "3", "--rounds", "1", "--run-config", FAST)
+    # Two small sites, one round of one epoch: the federated phase only has to end; the
+    # baselines (a local model per site, a central one, each scored on the held-out set)
+    # last seconds.
+    args = _demo(workdir, "--sites", "2", "--cases-per-site", "4", "--rounds", "1")
+    args += ["--run-config", FAST]
     out, took, started = _interrupt_at(args, tmp_path, "== sample-data", signal.SIGTERM, 1.0)
     assert "stopped during sample-data" in out, out
     _assert_nothing_left(workdir, started, out)

@@ -160,39 +160,6 @@ def test_exchange_mode_sites_train_on_each_others_pairs(tiny_consortium, tmp_pat
     assert audit.verify([*site_ledgers, consortium_ledger], registry) == ([], [])
 
 
-def test_both_mode_trains_on_the_pool_before_the_sites_do(tiny_consortium, tmp_path, prepare):
-    """share=both: the server trains the global model on the pool and sends that to the
-    sites; their average of real-data training is the round's model, so real data are the
-    last thing it learns from."""
-    data, _ = tiny_consortium
-    out = tmp_path / "run"
-    states = {i: tmp_path / f"state-{i}" for i in (1, 2)}
-    for i in (1, 2):
-        prepare(data / f"site-{i}", states[i], 32)
-    config = {
-        "num-server-rounds": 1,
-        "image-size": 32,
-        "min-sites": 2,
-        "round-timeout": 300.0,
-        "eval-dir": str(data / "heldout"),
-        "out-dir": str(out),
-        "share": "both",
-        "synth-config": "tiny",
-        "synth-n": 4,
-        "server-epochs": 1,
-        "synth-gate-quantile": 0.0,
-        "synth-mask-quantile": 0.0,
-    }
-    rounds = _run_two_sites(data, states, config, tmp_path)
-    record = rounds[1]["sites"]
-    released = sum(int(x["synthetic-released"]) for x in record["synthetic"])
-    assert released > 0
-    assert record["server-training"]["before-sites"] is True
-    assert record["server-training"]["examples"] == released
-    assert sorted(x["site"] for x in record["trained"]) == ["site-1", "site-2"]
-    assert 0.0 <= rounds[1]["heldout"]["overall"]["dice"] <= 1.0
-
-
 def _run_two_sites(data, states: dict, config: dict, tmp_path) -> list[dict]:
     """Run ``config`` on SuperNodes for site-1 and site-2 until it completes; its rounds."""
     nodes = [
