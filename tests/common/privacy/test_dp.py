@@ -179,3 +179,25 @@ def test_poisson_batches_that_draw_nobody_still_take_a_noisy_step():
     plan = plan_round(DPSettings(mode="local", noise_multiplier=1.0), n, 1, 20)
     stats = train(create_network("unet"), data, TrainSettings(epochs=20, batch_size=1), dp=plan)
     assert stats.steps == plan.step.steps == 60
+
+
+@pytest.mark.parametrize(
+    ("epsilon", "rate", "steps"), [(1.0, 0.1, 50), (8.0, 0.5, 10), (200.0, 0.5, 1)]
+)
+def test_noise_search_agrees_with_opacus_and_never_overspends(epsilon, rate, steps):
+    from opacus.accountants.utils import get_noise_multiplier
+
+    from common.privacy.accountant import noise_for_epsilon
+
+    noise = noise_for_epsilon(epsilon, 1e-5, rate, steps, "rdp")
+    spent = epsilon_of([MechanismStep(noise, rate, steps)], 1e-5, "rdp")
+    assert epsilon - 0.01 <= spent <= epsilon
+    theirs = get_noise_multiplier(
+        target_epsilon=epsilon,
+        target_delta=1e-5,
+        sample_rate=rate,
+        steps=steps,
+        accountant="rdp",
+        epsilon_tolerance=0.01,
+    )
+    assert noise == pytest.approx(theirs, rel=0.02)
