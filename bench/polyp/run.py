@@ -294,6 +294,9 @@ def main() -> None:
             + " ".join(f"{v}: {m['dice']:.3f}" for v, m in metrics.items() if v != "overall")
             + f" ({rows[name]['seconds']:.0f} s)"
         )
+        # each row saved as it ends: a stopped table keeps the rows it measured
+        partial = tables.record(manifest, p, run_config(p), sites, heldout, {name: rows[name]})
+        tables.save({**partial, "seconds": since(started)}, out)
     result = tables.record(
         manifest,
         p,
