@@ -295,8 +295,13 @@ def main() -> None:
             + f" ({rows[name]['seconds']:.0f} s)"
         )
         # each row saved as it ends: a stopped table keeps the rows it measured
-        partial = tables.record(manifest, p, run_config(p), sites, heldout, {name: rows[name]})
-        tables.save({**partial, "seconds": since(started)}, out)
+        partial = {name: rows[name]}
+        tables.save(
+            tables.record(
+                manifest, p, run_config(p), sites, heldout, partial, seconds=since(started)
+            ),
+            out,
+        )
     result = tables.record(
         manifest,
         p,

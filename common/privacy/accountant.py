@@ -136,7 +136,7 @@ class SiteAccountant:
         return path
 
 
-MAX_NOISE = 2.0**10  # Opacus gives up at the same noise multiplier
+MAX_NOISE = 1e6  # Opacus's get_noise_multiplier gives up above the same noise multiplier
 
 
 def noise_for_epsilon(

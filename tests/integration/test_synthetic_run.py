@@ -8,7 +8,6 @@ trains the global model on the pool and evaluates it on the held-out set as usua
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,7 +129,23 @@ def test_exchange_mode_sites_train_on_each_others_pairs(tiny_consortium, tmp_pat
         "synth-gate-quantile": 0.0,  # tiny generators: keep every pair so each site gets some
         "synth-mask-quantile": 0.0,
     }
-    rounds = _run_two_sites(data, states, config, tmp_path)
+    nodes = [
+        SiteNode(
+            f"site-{i}",
+            {
+                "site-name": f"site-{i}",
+                "data-dir": str(data / f"site-{i}"),
+                "state-dir": str(states[i]),
+                "val-fraction": 0.5,
+            },
+        )
+        for i in (1, 2)
+    ]
+    with LocalConsortium(tmp_path / "flwr", nodes) as consortium:
+        status = consortium.wait(consortium.submit(config), timeout=900)
+    assert status["status"] == "finished:completed", status
+
+    rounds = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     released = {x["site"]: int(x["synthetic-released"]) for x in rounds[1]["sites"]["synthetic"]}
     assert sorted(released) == ["site-1", "site-2"] and all(released.values())
     for r in rounds[1:]:
@@ -158,24 +173,3 @@ def test_exchange_mode_sites_train_on_each_others_pairs(tiny_consortium, tmp_pat
     site_ledgers = [states[i] / ledger.LEDGER_FILE for i in (1, 2)]
     consortium_ledger = out / "ledger" / "consortium.jsonl"
     assert audit.verify([*site_ledgers, consortium_ledger], registry) == ([], [])
-
-
-def _run_two_sites(data, states: dict, config: dict, tmp_path) -> list[dict]:
-    """Run ``config`` on SuperNodes for site-1 and site-2 until it completes; its rounds."""
-    nodes = [
-        SiteNode(
-            f"site-{i}",
-            {
-                "site-name": f"site-{i}",
-                "data-dir": str(data / f"site-{i}"),
-                "state-dir": str(states[i]),
-                "val-fraction": 0.5,
-            },
-        )
-        for i in (1, 2)
-    ]
-    with LocalConsortium(tmp_path / "flwr", nodes) as consortium:
-        status = consortium.wait(consortium.submit(config), timeout=900)
-    assert status["status"] == "finished:completed", status
-    metrics = Path(config["out-dir"]) / "metrics.jsonl"
-    return [json.loads(x) for x in metrics.read_text().splitlines()]
