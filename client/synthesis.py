@@ -142,7 +142,7 @@ def draw_release(draw, run: RunSettings, seed: int, train, val):
     wanted, budget = run.synth_n, run.synth_n * run.synth_draw_factor
     reference = None
     if run.synth_mask_quantile:
-        reference = MaskRange.of(train.masks, run.synth_mask_quantile)
+        reference = MaskRange.of(train.masks, run.synth_mask_quantile, run.synth_mask_size_bins)
     quota = reference.quotas(wanted) if reference else [wanted]
     filled = [0] * len(quota)
     kept_images, kept_masks, summaries = [], [], []
@@ -245,6 +245,8 @@ def _release_key(train, val, settings, run: RunSettings, seed: int) -> str:
         run.synth_mask_quantile,
         run.synth_draw_factor,
     ]
+    if run.synth_mask_size_bins != 1:  # releases made before the setting keep their keys
+        parts.append(run.synth_mask_size_bins)
     h.update(json.dumps(parts).encode())
     h.update(np.ascontiguousarray(val.images).tobytes())
     return h.hexdigest()[:24]

@@ -96,6 +96,7 @@ class RunSettings:
     synth_gate_quantile: float = 0.05
     synth_mask_quantile: float = 0.05
     synth_draw_factor: int = 4
+    synth_mask_size_bins: int = 1
     server_epochs: int = 2
     augmentation: str = "standard"
     synth_patch: bool = False
@@ -123,6 +124,12 @@ class RunSettings:
             raise ConfigError(
                 "synth-mask-quantile must be in [0, 0.5) (0: no mask check) and "
                 f"synth-draw-factor >= 1; got {self.synth_mask_quantile}, {self.synth_draw_factor}"
+            )
+        if self.synth_mask_size_bins < 1:
+            raise ConfigError(
+                "synth-mask-size-bins must be >= 1 (1: releases keep the real mix of structure "
+                f"counts only; 3: of counts and small/middle/large masks), got "
+                f"{self.synth_mask_size_bins}"
             )
         if self.share == "synthetic" and self.dp == "central":
             raise ConfigError(

@@ -21,7 +21,9 @@ and overall.
   weights leave a site), ``real + synthetic`` (``share = "both"``: one epoch on the
   pool at the coordinator, then the centres train on their frames from there, FedAvg)
   and ``exchange`` (``share = "exchange"``: each centre
-  trains on its frames plus the other centre's pairs). The quality of each centre's
+  trains on its frames plus the other centre's pairs); ``exchange, mask sizes`` is
+  exchange with releases that also keep the real mix of polyp sizes
+  (``synth-mask-size-bins = 3``). The quality of each centre's
   pairs against its own validation frames (two-sample accuracy, Fréchet distance, mask
   foreground) comes from the run's ``metrics.jsonl`` and goes beside the rows.
 
@@ -78,6 +80,8 @@ SYNTH_ROWS = {
     "synthetic only": {"share": "synthetic", "server-epochs": 2},
     "real + synthetic": {"share": "both", "server-epochs": 1},
     "exchange": {"share": "exchange"},
+    # releases that also keep the real mix of small, middle and large polyps
+    "exchange, mask sizes": {"share": "exchange", "synth-mask-size-bins": 3},
 }
 ROWS = (
     *(f"{s} alone" for s in SITES),
@@ -199,8 +203,8 @@ def synthetic_targets(result: dict) -> list[str]:
             ratio = only["metrics"][v]["dice"] / fed["metrics"][v]["dice"]
             verdict = "met" if ratio >= 0.85 else "missed"
             out.append(f"synthetic only / federated Dice, {v}: {ratio:.3f} (>= 0.85: {verdict})")
-    for name in ("real + synthetic", "exchange"):
-        if name not in rows:
+    for name in SYNTH_ROWS:
+        if name == "synthetic only" or name not in rows:
             continue
         gains = {v: rows[name]["metrics"][v]["dice"] - fed["metrics"][v]["dice"] for v in centres}
         ok = min(gains.values()) >= -0.01 and max(gains.values()) >= 0.02
@@ -209,16 +213,18 @@ def synthetic_targets(result: dict) -> list[str]:
             f"{name} - federated Dice: {text} (>= -0.01 everywhere and >= +0.02 on one: "
             f"{'met' if ok else 'missed'})"
         )
-    seen = {}
+    seen = {}  # one line per release: rows with the same release settings share it
     for name in SYNTH_ROWS:
+        sizes = SYNTH_ROWS[name].get("synth-mask-size-bins", 1)
         for site, x in rows.get(name, {}).get("releases", {}).items():
-            seen.setdefault(SIM_NAMES.get(site, site), x)
-    for site, x in sorted(seen.items()):
+            seen.setdefault((SIM_NAMES.get(site, site), sizes), x)
+    for (site, sizes), x in sorted(seen.items()):
         acc = x.get("synthetic-two-sample-accuracy")
         if acc is not None:
             verdict = "met" if acc <= 0.75 else "missed"
+            which = f" (size bins {sizes})" if sizes > 1 else ""
             out.append(
-                f"two-sample accuracy, {site}'s pairs vs its validation frames: {acc:.2f} "
+                f"two-sample accuracy, {site}'s pairs{which} vs its validation frames: {acc:.2f} "
                 f"(<= 0.75: {verdict}); {int(x.get('synthetic-released', 0))} released of "
                 f"{int(x.get('synthetic-generated', 0))} drawn, "
                 f"{int(x.get('synthetic-implausible', 0))} with masks outside the centre's "

@@ -22,6 +22,13 @@ releases. On Kvasir-SEG 95% of the real masks hold one polyp and 5% two: 400 rel
 pairs are then 379 with one structure and 21 with two, however many two-polyp masks
 the generator draws.
 
+With ``size_bins > 1`` (``synth-mask-size-bins``) each structure-count bin is split
+further by foreground share, at equal-mass cuts of the real masks' foreground, and the
+quotas keep the joint mix. The ``cpu-128`` generator draws polyps too large: 87% of
+Kvasir's checked synthetic masks lay in the largest third of the real foreground shares.
+A release that cannot fill its small-polyp quota within ``synth-draw-factor`` draws is
+smaller rather than skewed.
+
 The range is a statistic of the site's real masks, computed at the site and recorded with
 the release (how many structures and how much foreground are allowed). Like the
 memorisation gate, the check's decision depends on the training data, so under
@@ -73,11 +80,22 @@ class MaskRange:
     quantile: float
     real_masks: int
     bins: tuple[tuple[int, int], ...] = ()  # structure counts, (lowest, highest) inclusive
-    shares: tuple[float, ...] = ()  # the real masks' share in each bin (within the range)
+    shares: tuple[float, ...] = ()  # the real masks' share in each cell (within the range)
+    size_cuts: tuple[float, ...] = ()  # foreground cuts splitting each count bin (none: 1 bin)
 
     @classmethod
-    def of(cls, real_masks: np.ndarray, quantile: float) -> MaskRange:
-        """The central ``1 − 2·quantile`` of ``real_masks`` (``(N, S, S)``, N ≥ 1)."""
+    def of(cls, real_masks: np.ndarray, quantile: float, size_bins: int = 1) -> MaskRange:
+        """The central ``1 − 2·quantile`` of ``real_masks`` (``(N, S, S)``, N ≥ 1); the mix
+        is kept over structure-count bins, each split in ``size_bins`` foreground bins.
+
+        A release's cells are count-bin major: cell ``c × size_bins' + s`` holds count bin
+        ``c`` and size bin ``s`` (``size_bins'``: ``len(size_cuts) + 1``).
+        """
+        if size_bins < 1:
+            raise ConfigError(
+                f"synth-mask-size-bins must be >= 1 (1: keep the mix of structure counts "
+                f"only), got {size_bins}"
+            )
         if not 0 < quantile < 0.5:
             raise ConfigError(
                 f"synth-mask-quantile must be in (0, 0.5) to check masks (0 turns the check "
@@ -90,7 +108,8 @@ class MaskRange:
             int(v) for v in np.quantile(counts, [quantile, 1 - quantile], method="inverted_cdf")
         )
         f_lo, f_hi = np.quantile(foreground, [quantile, 1 - quantile])
-        inside = counts[(counts >= lo) & (counts <= hi)]
+        in_range = (counts >= lo) & (counts <= hi)
+        inside = counts[in_range]
         values = np.unique(inside)
         if len(values) <= MAX_BINS:
             bins = [(int(v), int(v)) for v in values]
@@ -100,7 +119,16 @@ class MaskRange:
             )
             edges = [lo - 1, *(int(c) for c in cuts if lo <= c < hi), hi]
             bins = [(a + 1, b) for a, b in zip(edges, edges[1:])]
-        shares = [float(np.mean((inside >= a) & (inside <= b))) for a, b in bins]
+        cuts: tuple[float, ...] = ()
+        if size_bins > 1:  # equal-mass cuts of the foreground of the masks in the range
+            inner = np.quantile(foreground[in_range], np.linspace(0, 1, size_bins + 1)[1:-1])
+            cuts = tuple(float(c) for c in np.unique(inner) if f_lo < c < f_hi)
+        sizes = _size_bin(foreground[in_range], cuts)
+        shares = [
+            float(np.mean((inside >= a) & (inside <= b) & (sizes == j)))
+            for a, b in bins
+            for j in range(len(cuts) + 1)
+        ]
         return cls(
             (lo, hi),
             (float(f_lo), float(f_hi)),
@@ -108,6 +136,7 @@ class MaskRange:
             len(real_masks),
             tuple(bins),
             tuple(shares),
+            cuts,
         )
 
     def check(self, masks: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -124,11 +153,14 @@ class MaskRange:
         }
 
     def bin_of(self, masks: np.ndarray) -> np.ndarray:
-        """Each mask's structure-count bin (an index into ``bins``; -1: in none)."""
-        counts, _ = structures_and_foreground(masks)
+        """Each mask's cell (an index into ``shares``: its structure-count bin, split by
+        foreground where there are ``size_cuts``; -1: in no count bin)."""
+        counts, foreground = structures_and_foreground(masks)
+        sizes = _size_bin(foreground, self.size_cuts)
         out = np.full(len(counts), -1, np.int64)
         for i, (a, b) in enumerate(self.bins):
-            out[(counts >= a) & (counts <= b)] = i
+            at = (counts >= a) & (counts <= b)
+            out[at] = i * (len(self.size_cuts) + 1) + sizes[at]
         return out
 
     def quotas(self, n: int) -> list[int]:
@@ -148,5 +180,11 @@ class MaskRange:
             "foreground": [round(self.foreground[0], 5), round(self.foreground[1], 5)],
             "real_masks": self.real_masks,
             "bins": [list(b) for b in self.bins],
+            "size_cuts": [round(c, 5) for c in self.size_cuts],
             "shares": [round(v, 4) for v in self.shares],
         }
+
+
+def _size_bin(foreground: np.ndarray, cuts: tuple[float, ...]) -> np.ndarray:
+    """Each foreground share's size bin: how many cuts lie at or below it."""
+    return np.searchsorted(np.asarray(cuts, float), foreground, side="right").astype(np.int64)

@@ -112,7 +112,9 @@ def sample(
         images, masks = diffusion.sample(model, settings, n, seed=seed, steps=steps or None)
     plausible, outside = np.ones(len(masks), bool), {}
     if run.synth_mask_quantile:
-        mask_range = MaskRange.of(train_data.masks, run.synth_mask_quantile)
+        mask_range = MaskRange.of(
+            train_data.masks, run.synth_mask_quantile, run.synth_mask_size_bins
+        )
         plausible, outside = mask_range.check(masks)
     verdict = gate(images, train_data.images, val_data.images, run.synth_gate_quantile)
     out.mkdir(parents=True, exist_ok=True)

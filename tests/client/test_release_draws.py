@@ -84,3 +84,38 @@ def test_a_release_keeps_the_sites_mix_of_structure_counts():
     assert g["generated"] == sum(asked) > 20 and g["draws"] == len(asked) >= 2
     assert g["generated"] == g["implausible"] + g["dropped"] + g["released"] + g["surplus"]
     assert g["surplus"] >= 20 - 5  # the first draw alone held 15 two-structure masks
+
+
+def test_with_size_bins_a_generator_of_large_masks_releases_the_real_mix_or_fewer():
+    """A generator that draws a small polyp once in ten, at a site where half are small:
+    the release keeps half small, and comes out smaller when the budget runs out first."""
+    rng = np.random.default_rng(0)
+    small, large = _disc(16, 16, 3), _disc(16, 16, 8)
+    train = SimpleNamespace(
+        images=rng.random((40, 1, 32, 32), np.float32),
+        masks=np.stack([small] * 20 + [large] * 20),
+    )
+    val = SimpleNamespace(images=rng.random((10, 1, 32, 32), np.float32))
+
+    def draw(n: int, seed: int):
+        masks = np.stack([small if (seed * 7 + i) % 10 == 0 else large for i in range(n)])
+        return np.random.default_rng(1000 + seed).random((n, 1, 32, 32), np.float32), masks
+
+    def release(factor: int):
+        run = RunSettings.from_config(
+            {
+                "synth-n": 10,
+                "synth-draw-factor": factor,
+                "synth-gate-quantile": 0.0,
+                "synth-mask-size-bins": 2,
+            }
+        )
+        return draw_release(draw, run, 0, train, val)
+
+    _, masks, g = release(20)  # budget enough for 5 small masks
+    assert g["mask_check"]["quotas"] == [5, 5] and g["mask_check"]["filled"] == [5, 5]
+    assert [int(m.sum() == small.sum()) for m in masks].count(1) == 5
+    _, masks, g = release(2)  # 20 draws: about 2 small ones
+    assert g["generated"] == 20 and g["mask_check"]["filled"][1] == 5
+    assert len(masks) == g["released"] == 5 + g["mask_check"]["filled"][0] < 10
+    assert g["generated"] == g["implausible"] + g["dropped"] + g["released"] + g["surplus"]

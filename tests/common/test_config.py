@@ -29,6 +29,7 @@ def test_pyproject_defaults_match_the_dataclass():
         ({"image-size": 100}, "image-size"),
         ({"fraction-evaluate": 2.0}, "fraction-evaluate"),
         ({"local-epochs": "many"}, "'local-epochs' must be int"),
+        ({"synth-mask-size-bins": 0}, "synth-mask-size-bins must be >= 1"),
     ],
 )
 def test_bad_run_config_names_key_and_value(config, match):

@@ -86,3 +86,35 @@ def test_many_structure_counts_share_equal_mass_bins():
     assert bounds.bins[0][0] == lo and bounds.bins[-1][1] == hi
     assert all(b[0] == a[1] + 1 for a, b in zip(bounds.bins, bounds.bins[1:]))  # contiguous
     assert abs(sum(bounds.shares) - 1) < 1e-9 and sum(bounds.quotas(101)) == 101
+
+
+def test_size_bins_keep_the_real_mix_of_small_and_large_masks():
+    real = _real(60)  # radius 4 to 8: foreground from 5% to 20% of the frame
+    plain, sized = MaskRange.of(real, 0.05), MaskRange.of(real, 0.05, size_bins=3)
+    assert plain.size_cuts == () and len(plain.shares) == len(plain.bins) == 1
+    assert len(sized.size_cuts) == 2 and len(sized.shares) == 3
+    assert abs(sum(sized.shares) - 1) < 1e-9
+    assert all(0.15 < s < 0.5 for s in sized.shares)  # five radii only: ties at the cuts
+    _, fg = structures_and_foreground(real)
+    assert fg.min() < sized.size_cuts[0] < sized.size_cuts[1] < fg.max()
+    small, middle, large = (_disc(32, 16, 16, r) for r in (4, 6, 8))
+    assert sized.bin_of(np.stack([small, middle, large])).tolist() == [0, 1, 2]
+    assert plain.bin_of(np.stack([small, large])).tolist() == [0, 0]
+    assert sized.summary()["size_cuts"] == [round(c, 5) for c in sized.size_cuts]
+
+
+def test_size_bins_split_each_structure_count_bin():
+    real = _real(60)
+    real[:6] = np.maximum(real[:6], _disc(32, 4, 4, 2))  # a tenth hold a second structure
+    sized = MaskRange.of(real, 0.05, size_bins=2)
+    assert sized.bins == ((1, 1), (2, 2)) and len(sized.shares) == 4
+    # count-bin major: the one-structure cells hold 90% of the masks, the two-structure 10%
+    assert abs(sized.shares[0] + sized.shares[1] - 0.9) < 1e-9
+    assert abs(sized.shares[2] + sized.shares[3] - 0.1) < 1e-9
+    two_large = np.maximum(_disc(32, 16, 16, 8), _disc(32, 4, 4, 2))
+    assert sized.bin_of(two_large[None]).tolist() == [3]
+
+
+def test_a_size_bin_count_below_one_is_refused_by_name():
+    with pytest.raises(ConfigError, match="synth-mask-size-bins"):
+        MaskRange.of(_real(), 0.05, size_bins=0)
