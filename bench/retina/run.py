@@ -22,6 +22,8 @@ Usage::
     python bench/retina/run.py                 # the table (see README.md for the measured time)
     python bench/retina/run.py --quick         # a quick check of the machinery (~5 minutes)
     python bench/retina/run.py --only human centralised
+    python bench/retina/run.py --generator cpu-128 --only federated synthetic-only \
+        "real + synthetic" --out bench/results/retina_cpu128.json   # the better generator
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ def run_config(p: dict, extra: str = "") -> str:
         f'image-size={p["image-size"]} channels="green" patch-size={p["patch-size"]} '
         f"patches-per-image={p['patches-per-image']} local-epochs={p['epochs']} "
         f"batch-size=8 learning-rate=0.002 eval-every={p['eval-every']} "
+        f'synth-config="{p.get("generator", "cpu")}" '
         f"synth-train-steps={p['synth-steps']} synth-n={p['synth-n']} {extra}"
     ).strip()
 
@@ -132,6 +135,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None, help="local epochs per round")
     parser.add_argument(
+        "--generator",
+        default="cpu",
+        help='synth-config of the synthetic rows: "cpu" (64 px patches, the table) or '
+        '"cpu-128" (128 px patches, its own training steps)',
+    )
+    parser.add_argument(
         "--render", type=Path, default=None, help="only redraw the table and plot of a results JSON"
     )
     args = parser.parse_args()
@@ -141,6 +150,10 @@ def main() -> None:
     p = dict(QUICK if args.quick else FULL)
     p["rounds"] = args.rounds or p["rounds"]
     p["epochs"] = args.epochs or p["epochs"]
+    if args.generator != "cpu":  # recorded in the settings, so rows of two generators never mix
+        p["generator"] = args.generator
+        if not args.quick:
+            p["synth-steps"] = 0  # the configuration's own steps
     out = args.out or Path(
         "bench/results/retina_quick.json" if args.quick else "bench/results/retina.json"
     )
