@@ -16,8 +16,9 @@ Usage::
     python bench/generator.py [--minutes 8] [--n 200] [--only patch2 levels5]
         [--workdir /tmp/fedsynth-polyp]
 
-Results: ``bench/results/generator.json`` and a contact sheet per candidate
-(``generator_<name>.png``).
+Results: ``bench/results/generator.json`` and a contact sheet of each candidate's
+synthetic pairs (``generator_<name>.png``; no real frame: the results are committed, and the
+shared data may not be copied into the repository).
 """
 
 from __future__ import annotations
@@ -142,10 +143,8 @@ def main() -> None:
             "seg_seconds": time.perf_counter() - t,
         }
         result["candidates"][name] = row
-        pick = rng.permutation(len(val))[:16]
-        png = pair_grid_png(
-            val.images[pick].astype(np.float32), val.masks[pick], images[:16], masks[:16]
-        )
+        # synthetic pairs only: the results are committed, and no real frame may be
+        png = pair_grid_png(images[:0], masks[:0], images[:16], masks[:16])
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_name(f"generator_{name}.png").write_bytes(png)
         console.print(

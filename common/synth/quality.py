@@ -284,13 +284,15 @@ def pair_grid_png(
     columns: int = 8,
     rows_each: int = 2,
 ) -> bytes:
-    """PNG bytes of a grid: real pairs on top, synthetic below, mask outlines in red."""
+    """PNG bytes of a grid: real pairs on top, synthetic below, mask outlines in red (no
+    real rows when ``real_images`` is empty: a sheet to publish, with no real pixel)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     sets = [("real", real_images, real_masks), ("synthetic", synth_images, synth_masks)]
+    sets = [s for s in sets if len(s[1])] or sets[1:]
     rows = rows_each * len(sets)
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.4, rows * 1.5), squeeze=False)
     for s, (label, images, masks) in enumerate(sets):

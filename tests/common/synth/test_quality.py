@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -64,6 +66,17 @@ def test_quality_summary_and_grid():
     assert "Inception" in summary["feature_space"]
     png = q.pair_grid_png(real_i, real_m, syn_i, syn_m)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_grid_without_real_pairs_shows_the_synthetic_rows_only():
+    """The sheet a benchmark commits: no real pixel, half the height."""
+    from PIL import Image
+
+    real_i, real_m = _discs(12, seed=0)
+    syn_i, syn_m = _discs(10, seed=5)
+    both = Image.open(io.BytesIO(q.pair_grid_png(real_i, real_m, syn_i, syn_m)))
+    alone = Image.open(io.BytesIO(q.pair_grid_png(real_i[:0], real_m[:0], syn_i, syn_m)))
+    assert alone.width == both.width and alone.height == both.height // 2
 
 
 def test_mask_statistics_tell_round_blobs_from_thin_vessels():
