@@ -79,6 +79,7 @@ ROWS = (
     "federated DP ε=10",
     "synthetic-only",
     "real + synthetic",
+    "exchange",
     "centralised",
     "centralised, STAPLE labels",
 )
@@ -91,6 +92,7 @@ FEDERATED = {
     "federated DP ε=10": 'dp="local" dp-epsilon=10.0 patches-per-image=1',
     "synthetic-only": f'share="synthetic" augmentation="strong" {SYNTH}',
     "real + synthetic": f'share="both" {SYNTH}',
+    "exchange": f'share="exchange" {SYNTH}',  # each site: its images + the other's pairs
 }
 
 
