@@ -7,8 +7,9 @@ images with the same budget of passes over the data and is evaluated on the same
 held-out set, Dice and IoU inside the field of view, per vendor and overall:
 
 * each site alone, and centralised (all sites' training images pooled): plain training;
-* federated (FedAvg), federated with DP-SGD at ε = 10, synthetic-only and real +
-  synthetic: Flower Simulation Engine runs of the FedSynth apps (``fedsynth simulate``);
+* federated (FedAvg), federated with DP-SGD at ε = 10, synthetic-only, real +
+  synthetic and exchange: Flower Simulation Engine runs of the FedSynth apps
+  (``fedsynth simulate``);
 * centralised with a fused label (STAPLE over both observers where two exist) against
   the first observer alone;
 * the second human observer against the first on the same held-out images.
@@ -23,7 +24,7 @@ Usage::
     python bench/retina/run.py --quick         # a quick check of the machinery (~5 minutes)
     python bench/retina/run.py --only human centralised
     python bench/retina/run.py --generator cpu-128 --only federated synthetic-only \
-        "real + synthetic" --out bench/results/retina_cpu128.json   # the better generator
+        "real + synthetic" exchange --out bench/results/retina_cpu128.json   # the better generator
 """
 
 from __future__ import annotations
