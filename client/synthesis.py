@@ -368,12 +368,18 @@ def ensure_generator(site: SiteSettings, run: RunSettings, train=None, progress=
         model, _, meta = diffusion.load(path)
         if meta.get("fingerprint") == fingerprint:
             return model, settings, meta.get("dp"), 0.0, False
-    model, dp_record, seconds = _train(site, train, settings, dp, progress)
+    model, dp_record, stats = _train(site, train, settings, dp, progress)
     if dp_record is not None:
         dp_record["generator"] = fingerprint  # ties later releases to this training
-    meta = {"fingerprint": fingerprint, "dp": dp_record, "train_seconds": seconds}
+    meta = {
+        "fingerprint": fingerprint,
+        "dp": dp_record,
+        "train_seconds": stats.seconds,
+        "steps": stats.steps,
+        "planned_steps": stats.planned_steps,
+    }
     diffusion.save(path, model, settings, meta)
-    return model, settings, dp_record, seconds, True
+    return model, settings, dp_record, stats.seconds, True
 
 
 def _train(site: SiteSettings, train, settings, dp, progress=None):
@@ -406,7 +412,18 @@ def _train(site: SiteSettings, train, settings, dp, progress=None):
             unit="patient",
             patients=train.patients,
         )
-    return ema, record, stats.seconds
+    if stats.out_of_time:
+        logger.warning(
+            "generator training stopped by its time budget (synth-train-minutes=%g) after "
+            "%d of %d steps (%.0f s)",
+            settings.train_minutes,
+            stats.steps,
+            stats.planned_steps,
+            stats.seconds,
+        )
+    else:
+        logger.info("generator trained: %d steps in %.0f s", stats.steps, stats.seconds)
+    return ema, record, stats
 
 
 def _plan(site: SiteSettings, dp, n_train: int, settings):

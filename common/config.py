@@ -91,6 +91,7 @@ class RunSettings:
     share: str = "weights"
     synth_config: str = "cpu"
     synth_train_steps: int = 0
+    synth_train_minutes: float = 0.0
     synth_n: int = 32
     synth_every: int = 0
     synth_gate_quantile: float = 0.05
@@ -258,7 +259,10 @@ class RunSettings:
         from common.synth.diffusion import DiffusionSettings
 
         return DiffusionSettings.named(
-            self.synth_config, train_steps=self.synth_train_steps, seed=self.seed
+            self.synth_config,
+            train_steps=self.synth_train_steps,
+            train_minutes=self.synth_train_minutes,
+            seed=self.seed,
         )
 
     def train_settings(self, server_round: int = 0, site_seed: int = 0, proximal_mu: float = 0.0):

@@ -48,6 +48,10 @@ class DiffusionSettings:
         layers_per_block: ResNet layers per UNet block.
         attention: self-attention in the lowest-resolution block.
         train_steps: optimiser steps of DDPM training.
+        train_minutes: a wall-clock budget for training (0: none): training stops after
+            the step that passes it, even short of ``train_steps``, so a site's generator
+            costs at most this on a slower or busier machine (the steps done are recorded;
+            under DP the accountant charges only those).
         batch_size: images per step.
         learning_rate: AdamW learning rate.
         ema_decay: EMA decay of the sampling weights.
@@ -69,6 +73,7 @@ class DiffusionSettings:
     layers_per_block: int = 1
     attention: bool = False
     train_steps: int = 1200
+    train_minutes: float = 0.0
     batch_size: int = 16
     learning_rate: float = 1e-3
     ema_decay: float = 0.995
@@ -101,6 +106,10 @@ class DiffusionSettings:
                 "synth train steps, batch size and sample steps must be >= 1, got "
                 f"{self.train_steps}, {self.batch_size}, {self.sample_steps}"
             )
+        if not self.train_minutes >= 0:
+            raise ConfigError(
+                f"synth-train-minutes must be >= 0 (0: no time budget), got {self.train_minutes}"
+            )
         if self.schedule not in SCHEDULES or self.prediction not in PREDICTIONS:
             raise ConfigError(
                 f"diffusion schedule must be one of {sorted(SCHEDULES)} and prediction one of "
@@ -129,12 +138,17 @@ CONFIGS: dict[str, DiffusionSettings] = {
     # CPU: 1.0 M parameters, 64x64, about 4 minutes of training on 2 cores.
     "cpu": DiffusionSettings(),
     # CPU, real images at 128x128 (colour or grey): the UNet on 4x4 pixel blocks, 6.0 M
-    # parameters, about 0.37 s a step of 16 on 2 cores: 2000 steps in about 12 minutes.
+    # parameters, about 0.37 s a step of 16 on 2 cores: 2000 steps in about 12 minutes,
+    # and never more than 14 (a site's generator within 15 minutes on a busier machine).
     # Chosen by bench/generator.py on Kvasir-SEG: after 219 s (585 steps) two-sample
     # accuracy 0.92 and synthetic-only Dice 0.84x real, as good as the UNet on 2x2 blocks
     # after 538 s (0.93, 0.83x) and a five-level UNet on pixels after 411 s (0.97, 0.63x).
     "cpu-128": DiffusionSettings(
-        image_size=128, channels=(64, 128, 128, 128), patch=4, train_steps=2000
+        image_size=128,
+        channels=(64, 128, 128, 128),
+        patch=4,
+        train_steps=2000,
+        train_minutes=14.0,
     ),
     # GPU: 128x128, wider, attention at the bottom, many more steps (trains on CUDA when
     # torch sees a GPU; not measured here: no GPU is lent to this project's machines).
@@ -245,6 +259,8 @@ class DiffusionStats:
     images_seen: int
     seconds: float
     final_loss: float
+    planned_steps: int = 0
+    out_of_time: bool = False  # stopped by ``train_minutes`` short of the planned steps
 
 
 class _Pairs:
@@ -324,6 +340,7 @@ def train_diffusion(
         total = dp.step.steps
     model.train()
     step, seen, loss_value, start = 0, 0, math.nan, time.perf_counter()
+    deadline = start + settings.train_minutes * 60 if settings.train_minutes else math.inf
     try:
         while step < total:
             for x0 in physical_batches(loader, optimiser, dp):
@@ -353,13 +370,17 @@ def train_diffusion(
                 _ema_update(ema, model, min(settings.ema_decay, (1 + step) / (10 + step)))
                 if progress:
                     progress(step, total)
-                if step >= total:
+                if step >= total or time.perf_counter() >= deadline:
                     break
+            if time.perf_counter() >= deadline:
+                break
     finally:
         if net is not model:
             net.remove_hooks()
         model.to("cpu")
-    return ema.to("cpu"), DiffusionStats(step, seen, time.perf_counter() - start, loss_value)
+    seconds = time.perf_counter() - start
+    stats = DiffusionStats(step, seen, seconds, loss_value, total, out_of_time=step < total)
+    return ema.to("cpu"), stats
 
 
 def _device() -> str:

@@ -68,9 +68,18 @@ def train(
     if not trained:
         console.print(f"generator already trained for these data and settings: {where}")
         return
+    from common.synth.diffusion import load
+
+    meta = load(where)[2]
+    steps, planned = meta.get("steps", settings.train_steps), meta.get("planned_steps", 0)
     console.print(
-        f"trained {settings.train_steps} steps at {settings.image_size}x{settings.image_size} in "
+        f"trained {steps} steps at {settings.image_size}x{settings.image_size} in "
         f"{seconds:.0f} s: {where}"
+        + (
+            f" (stopped by synth-train-minutes={settings.train_minutes:g}, short of {planned})"
+            if planned and steps < planned
+            else ""
+        )
         + (f"; DP-SGD, site epsilon now {dp['epsilon_total']:.2f}" if dp else "")
     )
 

@@ -127,3 +127,24 @@ def test_a_block_denoiser_keeps_the_image_size_and_trains():
     assert out.shape == (2, 3, 32, 32) and out_masks.shape == (2, 32, 32)
     with pytest.raises(ConfigError, match="at least 32 for 2 UNet levels on 4-pixel blocks"):
         replace(TINY, image_size=24, patch=4)
+
+
+def test_a_time_budget_stops_training_short_of_its_steps_and_says_so():
+    images, masks = _pairs(n=8, size=16)
+    settings = replace(TINY, train_steps=1_000_000, train_minutes=1e-4)  # 6 ms
+    _, stats = diffusion.train_diffusion(diffusion.create_model(settings), images, masks, settings)
+    assert 1 <= stats.steps < settings.train_steps == stats.planned_steps
+    assert stats.out_of_time
+    _, stats = diffusion.train_diffusion(diffusion.create_model(TINY), images, masks, TINY)
+    assert stats.steps == stats.planned_steps == TINY.train_steps and not stats.out_of_time
+    with pytest.raises(ConfigError, match="synth-train-minutes must be >= 0"):
+        replace(TINY, train_minutes=-1)
+
+
+def test_the_run_config_overrides_the_configurations_time_budget():
+    from common.config import RunSettings
+
+    assert RunSettings(synth_config="cpu-128").diffusion_settings().train_minutes == 14
+    assert RunSettings(synth_config="cpu").diffusion_settings().train_minutes == 0
+    run = RunSettings(synth_config="cpu-128", synth_train_minutes=2.5)
+    assert run.diffusion_settings().train_minutes == 2.5

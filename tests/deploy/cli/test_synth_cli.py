@@ -22,7 +22,7 @@ def test_train_then_sample_shows_which_pairs_would_be_released_and_why(
     site = ["--state-dir", str(state), "--run-config", config, "--val-fraction", "0.5"]
     res = runner.invoke(app, ["synth", "train", "--data-dir", str(data / "site-1"), *site])
     assert res.exit_code == 0, res.output
-    assert "trained 4 steps" in res.output
+    assert "trained 4 steps" in res.output and "stopped by" not in res.output
     res = runner.invoke(app, ["synth", "sample", "--site-state", str(state), "--run-config",
                               config, "--val-fraction", "0.5", "--n", "12", "--out", str(out)],
                         terminal_width=400)  # fmt: skip
@@ -37,3 +37,16 @@ def test_train_then_sample_shows_which_pairs_would_be_released_and_why(
     assert f"{summary['released']} would be released" in res.output
     assert f"{summary['implausible']} with masks unlike yours" in res.output
     assert (out / "samples.png").stat().st_size > 0
+
+
+def test_train_says_when_the_time_budget_stopped_it(tiny_consortium, prepare, tmp_path):
+    data, _ = tiny_consortium
+    state = tmp_path / "state"
+    prepare(data / "site-1", state, 32)
+    config = 'image-size=32 synth-config="tiny" synth-train-steps=1000000'
+    config += " synth-train-minutes=0.0001"
+    res = runner.invoke(app, ["synth", "train", "--data-dir", str(data / "site-1"),
+                              "--state-dir", str(state), "--run-config", config,
+                              "--val-fraction", "0.5"], terminal_width=400)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "stopped by synth-train-minutes=0.0001, short of 1000000" in res.output
