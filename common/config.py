@@ -91,7 +91,7 @@ class RunSettings:
     share: str = "weights"
     synth_config: str = "cpu"
     synth_train_steps: int = 0
-    synth_train_minutes: float = 0.0
+    synth_train_minutes: float = -1.0  # -1: the synth-config's budget; 0: none
     synth_n: int = 32
     synth_every: int = 0
     synth_gate_quantile: float = 0.05
@@ -125,6 +125,11 @@ class RunSettings:
             raise ConfigError(
                 "synth-mask-quantile must be in [0, 0.5) (0: no mask check) and "
                 f"synth-draw-factor >= 1; got {self.synth_mask_quantile}, {self.synth_draw_factor}"
+            )
+        if self.synth_train_minutes < 0 and self.synth_train_minutes != -1:
+            raise ConfigError(
+                "synth-train-minutes must be -1 (the synth-config's budget), 0 (no budget) "
+                f"or a number of minutes > 0, got {self.synth_train_minutes}"
             )
         if self.synth_mask_size_bins < 1:
             raise ConfigError(
@@ -258,12 +263,12 @@ class RunSettings:
         """
         from common.synth.diffusion import DiffusionSettings
 
-        return DiffusionSettings.named(
-            self.synth_config,
-            train_steps=self.synth_train_steps,
-            train_minutes=self.synth_train_minutes,
-            seed=self.seed,
+        settings = DiffusionSettings.named(
+            self.synth_config, train_steps=self.synth_train_steps, seed=self.seed
         )
+        if self.synth_train_minutes == -1:
+            return settings
+        return dataclasses.replace(settings, train_minutes=self.synth_train_minutes)
 
     def train_settings(self, server_round: int = 0, site_seed: int = 0, proximal_mu: float = 0.0):
         """Local training settings for one round (seeded by round and site).

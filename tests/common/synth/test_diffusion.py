@@ -148,3 +148,7 @@ def test_the_run_config_overrides_the_configurations_time_budget():
     assert RunSettings(synth_config="cpu").diffusion_settings().train_minutes == 0
     run = RunSettings(synth_config="cpu-128", synth_train_minutes=2.5)
     assert run.diffusion_settings().train_minutes == 2.5
+    run = RunSettings(synth_config="cpu-128", synth_train_minutes=0)
+    assert run.diffusion_settings().train_minutes == 0  # no budget: every step
+    with pytest.raises(ConfigError, match="synth-train-minutes must be -1"):
+        RunSettings(synth_config="cpu-128", synth_train_minutes=-2)
