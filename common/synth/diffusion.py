@@ -51,7 +51,8 @@ class DiffusionSettings:
         train_minutes: a wall-clock budget for training (0: none): training stops after
             the step that passes it, even short of ``train_steps``, so a site's generator
             costs at most this on a slower or busier machine (the steps done are recorded;
-            under DP the accountant charges only those).
+            under DP the accountant still charges the planned steps, an upper bound, and
+            the ledger records both).
         batch_size: images per step.
         learning_rate: AdamW learning rate.
         ema_decay: EMA decay of the sampling weights.
