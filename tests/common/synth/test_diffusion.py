@@ -88,6 +88,12 @@ def test_dp_training_goes_through_opacus(tmp_path):
     ema, stats = diffusion.train_diffusion(model, images, masks, TINY, dp=plan)
     assert stats.steps == 3  # the plan's logical steps, not settings.train_steps
     assert not any(m._forward_hooks for m in model.modules())  # Opacus's hooks are gone
+    # a time budget stops DP-SGD short of its plan too, and says how far it got
+    plan = RoundPlan(MechanismStep(1.0, 0.5, 10_000), 1.0, 4, "rdp", 1e-5, max_physical_batch=2)
+    settings = replace(TINY, train_minutes=1e-4)
+    _, stats = diffusion.train_diffusion(model, images, masks, settings, dp=plan)
+    assert 1 <= stats.steps < stats.planned_steps == 10_000 and stats.out_of_time
+    assert not any(m._forward_hooks for m in model.modules())
 
 
 @pytest.mark.parametrize(
