@@ -72,8 +72,9 @@ def train_generators(data: Path, names, workdir: Path, run: RunSettings, console
             if step % 250 == 0 or step == total:
                 console.print(f"generator of {name}: step {step}/{total} ({since(start):.0f} s)")
 
-        *_, seconds, now = ensure_generator(site, run, progress=progress)
-        out[name] = {"seconds": seconds if now else 0.0, "trained now": now}
+        generator = ensure_generator(site, run, progress=progress)
+        seconds, now = generator.seconds, generator.trained_now
+        out[name] = {"seconds": seconds, "trained now": now}
         took = f"{seconds:.0f} s" if now else f"already trained ({since(start):.0f} s to check)"
         console.print(f"generator of {name}: {took}")
     return out

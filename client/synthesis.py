@@ -17,6 +17,7 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from common.config import RunSettings, SiteSettings
 from common.data.arrays import SiteArrays
 from common.privacy.dp import charge
 from common.seg.patches import random_patches
+
+if TYPE_CHECKING:
+    from common.synth.diffusion import DiffusionSettings, DiffusionStats
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +83,8 @@ def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) ->
             f"under local differential privacy (dp=local), but the run has dp={dp.mode}"
         )
     train, val = generator_data(*load_site(site, run), run)
-    model, settings, trained_dp, train_seconds, trained_now = ensure_generator(site, run, train)
+    generator = ensure_generator(site, run, train)
+    model, settings, trained_dp = generator.model, generator.settings, generator.dp
     start = time.perf_counter()
     seed = run.seed * 100_003 + server_round * 1009 + site_seed(site)
     key = _release_key(train, val, settings, run, seed)
@@ -110,9 +115,9 @@ def synthesize_round(site: SiteSettings, run: RunSettings, server_round: int) ->
         images=images,
         masks=masks,
         gate=summary,
-        train_seconds=train_seconds,
+        train_seconds=generator.seconds,
         sample_seconds=time.perf_counter() - start,
-        trained_now=trained_now,
+        trained_now=generator.trained_now,
         dp=_release_dp(site, trained_dp),
         quality=quality,
     )
@@ -344,7 +349,36 @@ def _release_dp(site: SiteSettings, trained: dict | None) -> dict | None:
     }
 
 
-def ensure_generator(site: SiteSettings, run: RunSettings, train=None, progress=None):
+class Generator(NamedTuple):
+    """A site's generator, ready to sample, and what this call did to get it."""
+
+    model: Any
+    settings: DiffusionSettings
+    dp: dict | None  # the ledger's record of its DP-SGD training; None: trained without DP
+    training: DiffusionStats | None  # trained in this call; None: reused
+
+    @property
+    def trained_now(self) -> bool:
+        return self.training is not None
+
+    @property
+    def seconds(self) -> float:
+        """Training seconds spent in this call (0: reused)."""
+        return self.training.seconds if self.training else 0.0
+
+    def describe(self) -> str:
+        """``trained N steps in S s``, and why it stopped short of its steps if it did."""
+        t = self.training
+        text = f"trained {t.steps} steps in {t.seconds:.0f} s"
+        if t.out_of_time:
+            text += (
+                f" (stopped by synth-train-minutes={self.settings.train_minutes:g}, "
+                f"short of {t.planned_steps})"
+            )
+        return text
+
+
+def ensure_generator(site: SiteSettings, run: RunSettings, train=None, progress=None) -> Generator:
     """The site's trained generator: loaded if it matches the data and settings, else trained.
 
     Args:
@@ -354,7 +388,7 @@ def ensure_generator(site: SiteSettings, run: RunSettings, train=None, progress=
         progress: ``progress(step, total)`` while training.
 
     Returns:
-        ``(model, settings, dp record or None, training seconds, trained now?)``.
+        A :class:`Generator`.
     """
     from common.synth import diffusion
 
@@ -367,7 +401,7 @@ def ensure_generator(site: SiteSettings, run: RunSettings, train=None, progress=
     if path.exists():
         model, _, meta = diffusion.load(path)
         if meta.get("fingerprint") == fingerprint:
-            return model, settings, meta.get("dp"), 0.0, False
+            return Generator(model, settings, meta.get("dp"), None)
     model, dp_record, stats = _train(site, train, settings, dp, progress)
     if dp_record is not None:
         dp_record["generator"] = fingerprint  # ties later releases to this training
@@ -379,7 +413,7 @@ def ensure_generator(site: SiteSettings, run: RunSettings, train=None, progress=
         "planned_steps": stats.planned_steps,
     }
     diffusion.save(path, model, settings, meta)
-    return model, settings, dp_record, stats.seconds, True
+    return Generator(model, settings, dp_record, stats)
 
 
 def _train(site: SiteSettings, train, settings, dp, progress=None):

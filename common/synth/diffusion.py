@@ -261,7 +261,11 @@ class DiffusionStats:
     seconds: float
     final_loss: float
     planned_steps: int = 0
-    out_of_time: bool = False  # stopped by ``train_minutes`` short of the planned steps
+
+    @property
+    def out_of_time(self) -> bool:
+        """Stopped by ``train_minutes`` short of the planned steps."""
+        return self.steps < self.planned_steps
 
 
 class _Pairs:
@@ -343,7 +347,7 @@ def train_diffusion(
     step, seen, loss_value, start = 0, 0, math.nan, time.perf_counter()
     deadline = start + settings.train_minutes * 60 if settings.train_minutes else math.inf
     try:
-        while step < total:
+        while step < total and time.perf_counter() < deadline:
             for x0 in physical_batches(loader, optimiser, dp):
                 optimiser.zero_grad()
                 if len(x0) == 0:  # Poisson sampling drew nobody: a noise-only DP step
@@ -373,14 +377,11 @@ def train_diffusion(
                     progress(step, total)
                 if step >= total or time.perf_counter() >= deadline:
                     break
-            if time.perf_counter() >= deadline:
-                break
     finally:
         if net is not model:
             net.remove_hooks()
         model.to("cpu")
-    seconds = time.perf_counter() - start
-    stats = DiffusionStats(step, seen, seconds, loss_value, total, out_of_time=step < total)
+    stats = DiffusionStats(step, seen, time.perf_counter() - start, loss_value, total)
     return ema.to("cpu"), stats
 
 

@@ -56,7 +56,7 @@ def train(
     with bar:
         task = bar.add_task("training the diffusion model", total=None)
         try:
-            _, settings, dp, seconds, trained = ensure_generator(
+            generator = ensure_generator(
                 site,
                 run,
                 progress=lambda step, total: bar.update(task, completed=step, total=total),
@@ -65,21 +65,12 @@ def train(
             console.print(f"[red]cannot train: {exc}[/red]")
             raise typer.Exit(1) from None
     where = state_dir / MODEL_FILE
-    if not trained:
+    if not generator.trained_now:
         console.print(f"generator already trained for these data and settings: {where}")
         return
-    from common.synth.diffusion import load
-
-    meta = load(where)[2]
-    steps, planned = meta.get("steps", settings.train_steps), meta.get("planned_steps", 0)
+    size, dp = generator.settings.image_size, generator.dp
     console.print(
-        f"trained {steps} steps at {settings.image_size}x{settings.image_size} in "
-        f"{seconds:.0f} s: {where}"
-        + (
-            f" (stopped by synth-train-minutes={settings.train_minutes:g}, short of {planned})"
-            if planned and steps < planned
-            else ""
-        )
+        f"{generator.describe()} at {size}x{size}: {where}"
         + (f"; DP-SGD, site epsilon now {dp['epsilon_total']:.2f}" if dp else "")
     )
 

@@ -90,14 +90,12 @@ def pretrain_generator(site: SiteSettings, run: RunSettings, console: Console) -
 
     with progress_bar(console) as bar:
         task = bar.add_task(f"{site.site_name}: diffusion model", total=None)
-        _, settings, _, seconds, trained = ensure_generator(
+        generator = ensure_generator(
             site, run, progress=lambda step, total: bar.update(task, completed=step, total=total)
         )
-    if trained:
-        console.print(
-            f"{site.site_name}: generator trained, {settings.train_steps} steps in {seconds:.0f} s"
-        )
-    return seconds
+    if generator.trained_now:
+        console.print(f"{site.site_name}: generator {generator.describe()}")
+    return generator.seconds
 
 
 def _prepare(data: Path, state: Path, label: str, image_size: int, console: Console):
